@@ -1,0 +1,1 @@
+/* formats/gguf_meta.c: placeholder, filled in by its owner */

@@ -1,0 +1,1 @@
+/* formats/gguf_read.c: placeholder, filled in by its owner */

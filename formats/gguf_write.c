@@ -1,0 +1,1 @@
+/* formats/gguf_write.c: placeholder, filled in by its owner */

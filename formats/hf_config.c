@@ -1,0 +1,1 @@
+/* formats/hf_config.c: placeholder, filled in by its owner */

@@ -1,0 +1,1 @@
+/* formats/hf_tokenizer.c: placeholder, filled in by its owner */

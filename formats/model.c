@@ -1,0 +1,1 @@
+/* formats/model.c: placeholder, filled in by its owner */

@@ -1,0 +1,1 @@
+/* formats/name_map.c: placeholder, filled in by its owner */

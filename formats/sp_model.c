@@ -1,0 +1,1 @@
+/* formats/sp_model.c: placeholder, filled in by its owner */

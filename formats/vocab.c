@@ -1,0 +1,1 @@
+/* formats/vocab.c: placeholder, filled in by its owner */

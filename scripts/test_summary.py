@@ -1,0 +1,31 @@
+#!/usr/bin/env python3
+"""Sum Criterion's per-suite syntheses from meson's test logs into one line."""
+import json, re, sys
+
+passed = failed = skipped = 0
+bad = False
+for d in sys.argv[1:]:
+    try:
+        lines = open(f"{d}/meson-logs/testlog.json").read().splitlines()
+    except OSError:
+        print(f"test_summary: no test log in {d}", file=sys.stderr)
+        bad = True
+        continue
+    for line in lines:
+        r = json.loads(line)
+        out = (r.get("stdout") or "") + (r.get("stderr") or "")
+        m = re.search(r"Synthesis: Tested: (\d+) \| Passing: (\d+) \| Failing: (\d+) \| Crashing: (\d+)", out)
+        sk = len(re.findall(r"^\[SKIP\]", out, re.M))
+        if m:
+            t, p, f, c = map(int, m.groups())
+            passed += p
+            failed += f + c
+            skipped += sk
+        elif r.get("result") == "OK":
+            passed += 1
+        elif r.get("result") == "SKIP":
+            skipped += 1
+        else:
+            failed += 1
+print(f"tests: {passed} passed, {failed} failed, {skipped} skipped")
+sys.exit(1 if failed or bad else 0)

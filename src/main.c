@@ -1,0 +1,147 @@
+/* edgec: command-line entry point and subcommand dispatch. */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+#ifndef EDGEC_VERSION
+#define EDGEC_VERSION "0.1.0"
+#endif
+
+static const struct ec_cmd commands[] = {
+    {"inspect", ec_cmd_inspect, "show what is inside a checkpoint folder, .safetensors or .gguf"},
+    {"convert", ec_cmd_convert, "Hugging Face checkpoint -> GGUF (F32/F16/BF16)"},
+};
+static const size_t n_commands = sizeof commands / sizeof commands[0];
+
+static const char exit_codes_help[] =
+    "Exit codes:\n"
+    "  0  success\n"
+    "  1  a validation threshold failed\n"
+    "  2  usage error\n"
+    "  3  bad input (malformed or unsupported file)\n"
+    "  4  I/O or environment error (cannot read/write, disk full, out of memory)\n"
+    "  5  internal error\n";
+
+static void print_main_help(FILE *f)
+{
+    fprintf(f, "edgec %s: compress trained language models into GGUF files for devices\n\n",
+            EDGEC_VERSION);
+    fputs("Usage: edgec <command> [options]\n"
+          "       edgec <command> --help\n"
+          "       edgec --version\n\n"
+          "Commands:\n",
+          f);
+    for (size_t i = 0; i < n_commands; i++)
+        fprintf(f, "  %-16s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "  %-16s %s\n\n", "help", "this text");
+    fputs("Results go to stdout (--json where offered); diagnostics and progress to stderr.\n\n",
+          f);
+    fputs(exit_codes_help, f);
+}
+
+int ec_cli_parse(const char *usage, const char *description, const struct ec_opt *opts,
+                 const struct ec_common_opts *common, int argc, char **argv, const char ***pos,
+                 size_t *n_pos, int *exit_code)
+{
+    struct ec_diag d;
+    ec_diag_clear(&d);
+    if (ec_opts_parse(opts, argc, argv, pos, n_pos, &d) != EC_OK) {
+        fprintf(stderr, "edgec %s: %s\nUsage: %s\nTry 'edgec %s --help'.\n", argv[0], d.msg, usage,
+                argv[0]);
+        *exit_code = EC_EXIT_USAGE;
+        return -1;
+    }
+    if (common->help) {
+        printf("Usage: %s\n\n%s\n\n", usage, description);
+        ec_opts_print_help(stdout, opts);
+        printf("\n%s", exit_codes_help);
+        free((void *)*pos);
+        *pos = NULL;
+        *exit_code = ec_cli_finish(EC_EXIT_OK);
+        return -1;
+    }
+    if (common->quiet)
+        ec_log_set_level(EC_LOG_QUIET);
+    else if (common->verbose)
+        ec_log_set_level(EC_LOG_VERBOSE);
+    return 0;
+}
+
+int ec_cli_fail(const struct ec_diag *d)
+{
+    ec_log_error("%s", d->msg[0] ? d->msg : ec_status_name(d->code));
+    int code = ec_status_exit_code(d->code);
+    return code == 0 ? EC_EXIT_INTERNAL : code;
+}
+
+int ec_cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "edgec %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry 'edgec %s --help'.\n", cmd);
+    return EC_EXIT_USAGE;
+}
+
+int ec_cli_finish(int code)
+{
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "edgec: error: cannot write to standard output\n");
+        return code ? code : EC_EXIT_IO;
+    }
+    return code;
+}
+
+void ec_json_write_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        switch (*p) {
+        case '"': fputs("\\\"", f); break;
+        case '\\': fputs("\\\\", f); break;
+        case '\n': fputs("\\n", f); break;
+        case '\r': fputs("\\r", f); break;
+        case '\t': fputs("\\t", f); break;
+        default:
+            if (*p < 0x20)
+                fprintf(f, "\\u%04x", *p);
+            else
+                fputc(*p, f);
+        }
+    }
+    fputc('"', f);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        print_main_help(stderr);
+        return EC_EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+        printf("edgec %s\n", EDGEC_VERSION);
+        return ec_cli_finish(EC_EXIT_OK);
+    }
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        if (argc >= 3) {
+            for (size_t i = 0; i < n_commands; i++) {
+                if (strcmp(argv[2], commands[i].name) == 0) {
+                    char *hargv[] = {argv[2], "--help", NULL};
+                    return commands[i].fn(2, hargv);
+                }
+            }
+        }
+        print_main_help(stdout);
+        return ec_cli_finish(EC_EXIT_OK);
+    }
+    for (size_t i = 0; i < n_commands; i++)
+        if (strcmp(cmd, commands[i].name) == 0)
+            return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "edgec: unknown command '%s'\nTry 'edgec help'.\n", cmd);
+    return EC_EXIT_USAGE;
+}
