@@ -161,6 +161,13 @@ static uint64_t st_key_offset(const uint8_t *hdr, uint64_t n, const char *name)
     return p ? 8 + (uint64_t)(p - hdr) : 8;
 }
 
+/* Offset of a quoted name in the index JSON text, for messages (0 when escaped). */
+static unsigned long long st_index_offset(const char *text, size_t len, const char *name)
+{
+    uint64_t at = st_key_offset((const uint8_t *)text, len, name);
+    return (unsigned long long)(at - 8);
+}
+
 /* A JSON number that is a non-negative integer exactly representable. */
 static bool st_json_uint(const cJSON *j, uint64_t *out)
 {
@@ -585,14 +592,15 @@ static enum ec_status st_open_index(struct st_build *b, const char *index_path, 
     size_t k = 0;
     for (const cJSON *e = wm->child; e; e = e->next, k++) {
         if (!cJSON_IsString(e) || !e->valuestring || !e->valuestring[0]) {
-            s = ec_fail(d, EC_ERR_FORMAT, "%s: tensor '%s' at byte 0: weight_map value is not a file name",
-                        index_path, e->string ? e->string : "?");
+            s = ec_fail(d, EC_ERR_FORMAT, "%s: tensor '%s' at byte %llu: weight_map value is not a file name",
+                        index_path, e->string ? e->string : "?",
+                        e->string ? st_index_offset(text, len, e->string) : 0ull);
             goto out_json;
         }
         const char *f = e->valuestring;
         if (f[0] == '/' || strstr(f, "..")) {
-            s = ec_fail(d, EC_ERR_FORMAT, "%s: tensor '%s' at byte 0: shard '%s' is outside the folder",
-                        index_path, e->string, f);
+            s = ec_fail(d, EC_ERR_FORMAT, "%s: tensor '%s' at byte %llu: shard '%s' is outside the folder",
+                        index_path, e->string, st_index_offset(text, len, e->string), f);
             goto out_json;
         }
         entries[k] = e;
@@ -613,6 +621,12 @@ static enum ec_status st_open_index(struct st_build *b, const char *index_path, 
             s = ec_fail(d, EC_ERR_NOMEM, "%s: out of memory", index_path);
             goto out_json;
         }
+        if (!ec_path_exists(shard)) {
+            s = ec_fail(d, EC_ERR_FORMAT, "%s: tensor '%s' at byte %llu: names shard '%s', which does "
+                        "not exist", index_path, e->string, st_index_offset(text, len, e->string), f);
+            free(shard);
+            goto out_json;
+        }
         s = ec_mapped_file_open(&st->files[st->n_files], shard, d);
         free(shard);
         if (s) {
@@ -630,8 +644,8 @@ static enum ec_status st_open_index(struct st_build *b, const char *index_path, 
     qsort(entries, n_entries, sizeof *entries, cmp_entry_name);
     for (size_t i = 1; i < n_entries; i++)
         if (strcmp(entries[i - 1]->string, entries[i]->string) == 0) {
-            s = ec_fail(d, EC_ERR_FORMAT, "%s: tensor '%s' at byte 0: listed twice in weight_map",
-                        index_path, entries[i]->string);
+            s = ec_fail(d, EC_ERR_FORMAT, "%s: tensor '%s' at byte %llu: listed twice in weight_map",
+                        index_path, entries[i]->string, st_index_offset(text, len, entries[i]->string));
             goto out_json;
         }
     for (size_t i = 0; i < st->n_tensors; i++) {
@@ -668,9 +682,10 @@ static enum ec_status st_open_index(struct st_build *b, const char *index_path, 
         for (size_t i = 0; i < n_entries; i++) {
             if (!st_sorted_has(names, st->n_tensors, entries[i]->string)) {
                 free(names);
-                s = ec_fail(d, EC_ERR_FORMAT, "%s: tensor '%s' at byte 0: weight_map places it in '%s', "
+                s = ec_fail(d, EC_ERR_FORMAT, "%s: tensor '%s' at byte %llu: weight_map places it in '%s', "
                             "which does not hold it",
-                            index_path, entries[i]->string, entries[i]->valuestring);
+                            index_path, entries[i]->string,
+                            st_index_offset(text, len, entries[i]->string), entries[i]->valuestring);
                 goto out_json;
             }
         }
