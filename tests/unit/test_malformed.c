@@ -516,3 +516,73 @@ Test(malformed, gguf_truncated_at_every_byte_fails_cleanly)
     gg_expect(NULL, "truncated_in_final_padding", base.p, data_end, EC_OK);
     free(base.p);
 }
+
+/* Every byte of a valid file set to 0x00, 0x80 and 0xff: whatever the status,
+ * no crash, a message on failure, and on success every tensor inside the buffer. */
+Test(malformed, gguf_every_byte_flipped_is_safe)
+{
+    struct gg_layout L;
+    struct gbuf base = build_gguf(&L);
+    const uint8_t vals[] = {0x00, 0x80, 0xff};
+    int n_ok = 0, n_fail = 0;
+    for (size_t i = 0; i < base.n; i++) {
+        for (size_t v = 0; v < sizeof vals; v++) {
+            uint8_t *b = malloc(base.n);
+            memcpy(b, base.p, base.n);
+            b[i] = vals[v];
+            struct ec_gguf g;
+            struct ec_diag d = {0};
+            enum ec_status s = ec_gguf_parse(&g, b, base.n, "flip.gguf", &d);
+            if (s == EC_OK) {
+                n_ok++;
+                for (uint64_t t = 0; t < g.n_tensors; t++)
+                    cr_assert(g.tensors[t].data >= b &&
+                              g.tensors[t].data + g.tensors[t].n_bytes <= b + base.n);
+                ec_gguf_close(&g);
+            } else {
+                n_fail++;
+                cr_assert(s == EC_ERR_FORMAT || s == EC_ERR_UNSUPPORTED, "byte %zu: %s", i, d.msg);
+                cr_assert(strstr(d.msg, "flip.gguf") && strstr(d.msg, "byte"), "%s", d.msg);
+            }
+            free(b);
+        }
+    }
+    cr_assert(n_ok > 0 && n_fail > 0);
+    free(base.p);
+}
+
+Test(malformed, safetensors_every_header_byte_flipped_is_safe)
+{
+    char *dir = ec_test_tmpdir();
+    uint8_t *buf;
+    size_t n = build_st(&buf, ST_VALID_HDR, 32);
+    char *path = ec_path_join(dir, "flip.safetensors");
+    const uint8_t vals[] = {0x00, '9', 0xff};
+    int n_fail = 0;
+    for (size_t i = 0; i < n - 32; i++) {
+        for (size_t v = 0; v < sizeof vals; v++) {
+            uint8_t saved = buf[i];
+            buf[i] = vals[v];
+            write_file(path, buf, n);
+            buf[i] = saved;
+            struct ec_safetensors st;
+            struct ec_diag d = {0};
+            enum ec_status s = ec_safetensors_open(&st, path, &d);
+            if (s == EC_OK) {
+                for (size_t t = 0; t < st.n_tensors; t++)
+                    cr_assert(st.tensors[t].file_offset + st.tensors[t].n_bytes <= n);
+                ec_safetensors_close(&st);
+            } else {
+                n_fail++;
+                cr_assert(s == EC_ERR_FORMAT || s == EC_ERR_UNSUPPORTED, "byte %zu: %s", i, d.msg);
+                cr_assert(strstr(d.msg, "flip.safetensors") && strstr(d.msg, "byte"), "%s", d.msg);
+            }
+        }
+    }
+    cr_assert(n_fail > 0);
+    unlink(path);
+    free(path);
+    free(buf);
+    rmdir(dir);
+    free(dir);
+}
