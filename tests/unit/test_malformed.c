@@ -36,9 +36,9 @@ static void check_failure(enum ec_status s, const struct ec_diag *d, enum ec_sta
 
 /* ---------------------------------------------------------------- safetensors */
 
-#define ST_VALID_HDR                                                                     \
-    "{\"__metadata__\":{\"format\":\"pt\"},"                                            \
-    "\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]},"                \
+#define ST_VALID_HDR                                                                               \
+    "{\"__metadata__\":{\"format\":\"pt\"},"                                                       \
+    "\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]},"                           \
     "\"b\":{\"dtype\":\"F16\",\"shape\":[4],\"data_offsets\":[24,32]}}"
 
 /* A file: u64 header length, the header text, data_len bytes. */
@@ -129,8 +129,8 @@ static const struct st_case st_cases[] = {
      EC_ERR_FORMAT},
     {"entry_not_object", "{\"a\":5}", 0, EC_ERR_FORMAT},
     {"garbage_after_json", ST_VALID_HDR "  x", 32, EC_ERR_FORMAT},
-    {"offset_beyond_2_53",
-     "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,1e300]}}", 8, EC_ERR_FORMAT},
+    {"offset_beyond_2_53", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,1e300]}}",
+     8, EC_ERR_FORMAT},
 };
 
 Test(malformed, safetensors_header_cases_fail_cleanly)
@@ -178,12 +178,9 @@ Test(malformed, safetensors_header_length_cases_fail_cleanly)
         const char *name;
         uint64_t len;
     } cases[] = {
-        {"header_len_past_eof", n},
-        {"header_len_one_past_eof", n - 8 + 1},
-        {"header_len_huge", 1ull << 62},
-        {"header_len_over_limit", EC_ST_MAX_HEADER_BYTES + 1ull},
-        {"header_len_too_small", 1},
-        {"header_len_zero", 0},
+        {"header_len_past_eof", n},      {"header_len_one_past_eof", n - 8 + 1},
+        {"header_len_huge", 1ull << 62}, {"header_len_over_limit", EC_ST_MAX_HEADER_BYTES + 1ull},
+        {"header_len_too_small", 1},     {"header_len_zero", 0},
     };
     struct ec_diag d = {0};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -254,8 +251,7 @@ Test(malformed, safetensors_index_inconsistencies_fail_cleanly)
         {"wrong_shard", "{\"weight_map\":{\"a\":\"s2.safetensors\",\"b\":\"s1.safetensors\"}}",
          EC_ERR_FORMAT},
         {"tensor_not_listed",
-         "{\"weight_map\":{\"a\":\"s1.safetensors\",\"c\":\"s2.safetensors\"}}",
-         EC_ERR_FORMAT},
+         "{\"weight_map\":{\"a\":\"s1.safetensors\",\"c\":\"s2.safetensors\"}}", EC_ERR_FORMAT},
         {"extra_tensor_listed",
          "{\"weight_map\":{\"a\":\"s1.safetensors\",\"b\":\"s2.safetensors\",\"c\":\"s2."
          "safetensors\"}}",
