@@ -792,6 +792,35 @@ enum ec_status ec_safetensors_open(struct ec_safetensors *st, const char *path, 
     return s;
 }
 
+enum ec_status ec_safetensors_parse(struct ec_safetensors *st, const uint8_t *buf, uint64_t n,
+                                    const char *name, struct ec_diag *d)
+{
+    memset(st, 0, sizeof *st);
+    struct st_build b = {.st = st};
+    enum ec_status s = EC_OK;
+    st->files = calloc(1, sizeof *st->files);
+    if (!st->files)
+        return ec_fail(d, EC_ERR_NOMEM, "%s: out of memory", name);
+    st->files[0].path = strdup(name);
+    if (!st->files[0].path) {
+        free(st->files);
+        st->files = NULL;
+        return ec_fail(d, EC_ERR_NOMEM, "%s: out of memory", name);
+    }
+    st->files[0].data = buf;
+    st->files[0].size_bytes = n;
+    st->files[0].borrowed = true;
+    st->n_files = 1;
+    s = st_parse_file(&b, 0, d);
+    if (!s)
+        s = st_check_duplicates(st, d);
+    if (!s)
+        s = st_add_aliases(&b, d);
+    if (s)
+        ec_safetensors_close(st);
+    return s;
+}
+
 void ec_safetensors_close(struct ec_safetensors *st)
 {
     if (!st)

@@ -10,6 +10,7 @@
 #ifndef EDGEC_IO_H
 #define EDGEC_IO_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -19,6 +20,7 @@ struct ec_mapped_file {
     char *path;          /* owned copy of the path (for messages) */
     const uint8_t *data; /* mapping (NULL for an empty file) */
     uint64_t size_bytes; /* file size */
+    bool borrowed;       /* data is a caller's buffer, not a mapping: close does not unmap */
 };
 
 /* Map a whole file read-only. On failure *m is left zeroed. */

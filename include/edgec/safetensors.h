@@ -56,6 +56,10 @@ struct ec_safetensors {
 /* path: a .safetensors file, a model.safetensors.index.json, or a folder
  * holding either. */
 enum ec_status ec_safetensors_open(struct ec_safetensors *st, const char *path, struct ec_diag *d);
+/* Parse a single safetensors file held in memory (fuzzing, tests); `name` is
+ * used in messages. The buffer must outlive st. */
+enum ec_status ec_safetensors_parse(struct ec_safetensors *st, const uint8_t *buf, uint64_t n,
+                                    const char *name, struct ec_diag *d);
 void ec_safetensors_close(struct ec_safetensors *st);
 const struct ec_st_tensor *ec_safetensors_find(const struct ec_safetensors *st, const char *name);
 const char *ec_safetensors_meta(const struct ec_safetensors *st, const char *key);

@@ -52,7 +52,7 @@ void ec_mapped_file_close(struct ec_mapped_file *m)
 {
     if (!m)
         return;
-    if (m->data)
+    if (m->data && !m->borrowed)
         munmap((void *)m->data, (size_t)m->size_bytes);
     free(m->path);
     memset(m, 0, sizeof *m);
