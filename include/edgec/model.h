@@ -51,6 +51,7 @@ struct ec_hparams {
     bool attn_qkv_bias;      /* q/k/v projections have biases (Qwen2) */
     bool attn_out_bias;      /* o_proj has a bias */
     uint32_t sliding_window; /* Mistral (0 = none) */
+    bool mlp_bias;           /* gate/up/down projections have biases (Llama mlp_bias) */
 };
 
 enum ec_vocab_type { EC_VOCAB_NONE = 0, EC_VOCAB_SPM = 1 /* GGUF "llama" */, EC_VOCAB_BPE = 2 /* GGUF "gpt2" */ };
@@ -73,6 +74,13 @@ struct ec_vocab {
     bool has_add_bos, has_add_eos; /* whether the flags were given at all */
     bool add_space_prefix;         /* SPM: prepend "▁" (default true) */
     bool has_add_space_prefix;
+    /* SPM vocabularies read from an HF tokenizer.json (BPE with byte_fallback):
+     * the merge list, used only by the tokenizer (scores there are the constant
+     * -1000 llama.cpp's LlamaHfVocab writes). Never written to GGUF. */
+    uint32_t n_spm_merges;
+    char **spm_merges;     /* [n_spm_merges] "a b", owned, or NULL */
+    char *note;            /* remark from loading worth a warning (e.g. unidentified
+                            * pre-tokenizer), owned, or NULL */
 };
 
 void ec_vocab_release(struct ec_vocab *v);
