@@ -154,6 +154,11 @@ enum ec_status ec_vocab_from_gguf(struct ec_vocab *v, const struct ec_gguf *g, s
 /* HF tensor name -> GGUF name ("model.layers.3.self_attn.q_proj.weight" ->
  * "blk.3.attn_q.weight"). Returns a heap string or NULL for unknown names. */
 char *ec_hf_to_gguf_name(const char *hf_name);
+/* The reverse ("blk.3.attn_q.weight" -> "model.layers.3.self_attn.q_proj.weight"),
+ * for writing HF folders. Heap string or NULL for unknown names. */
+char *ec_gguf_to_hf_name(const char *gguf_name);
+/* Names llama.cpp's converter drops before mapping (rotary_emb.inv_freq, ...). */
+bool ec_hf_name_ignorable(const char *hf_name);
 
 /* Write the general.* / <arch>.* / tokenizer.ggml.* keys as llama.cpp's
  * converter does, in its order. file_type = llama_ftype number. */
