@@ -45,7 +45,7 @@ static int best_index(const int8_t *val, float v)
  * than one sub-block) the 6-bit sub-scales. */
 struct iq4_out {
     uint16_t *dh;
-    uint8_t *q4;       /* n/2 bytes */
+    uint8_t *q4;        /* n/2 bytes */
     uint16_t *scales_h; /* NULL when n == 32 */
     uint8_t *scales_l;  /* NULL when n == 32 */
 };

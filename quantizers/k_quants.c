@@ -38,8 +38,7 @@ static float rmse_weight(int rmse_type, const float *qw, const float *x, int i)
     }
 }
 
-float ec_make_qx_quants(int n, int nmax, const float *x, int8_t *L, int rmse_type,
-                        const float *qw)
+float ec_make_qx_quants(int n, int nmax, const float *x, int8_t *L, int rmse_type, const float *qw)
 {
     float amax = 0.0f, max = 0.0f;
     for (int i = 0; i < n; i++) {
@@ -90,8 +89,7 @@ float ec_make_qx_quants(int n, int nmax, const float *x, int8_t *L, int rmse_typ
         }
         if (suml2 > 0.0f && sumlx * sumlx > best * suml2) {
             for (int i = 0; i < n; i++)
-                L[i] = (int8_t)(nmax +
-                                ec_iclamp(ec_nearest_int(iscale * x[i]), -nmax, nmax - 1));
+                L[i] = (int8_t)(nmax + ec_iclamp(ec_nearest_int(iscale * x[i]), -nmax, nmax - 1));
             scale = sumlx / suml2;
             best = scale * sumlx;
         }
@@ -380,8 +378,8 @@ static int get_scale_q3(const uint8_t *s, int j)
 }
 
 /* Requantize with the decoder's effective sub-block scale and min (Q4_K/Q5_K). */
-static void requant_k4(const float *x, const uint8_t *scales, uint16_t hd, uint16_t hdmin,
-                       int nmax, uint8_t *L)
+static void requant_k4(const float *x, const uint8_t *scales, uint16_t hd, uint16_t hdmin, int nmax,
+                       uint8_t *L)
 {
     for (int j = 0; j < QK_K / 32; j++) {
         uint8_t sc, m;
@@ -391,8 +389,7 @@ static void requant_k4(const float *x, const uint8_t *scales, uint16_t hd, uint1
             continue;
         const float dm = ec_f(hdmin) * (float)m;
         for (int ii = 0; ii < 32; ii++)
-            L[32 * j + ii] =
-                (uint8_t)ec_iclamp(ec_nearest_int((x[32 * j + ii] + dm) / d), 0, nmax);
+            L[32 * j + ii] = (uint8_t)ec_iclamp(ec_nearest_int((x[32 * j + ii] + dm) / d), 0, nmax);
     }
 }
 
@@ -416,8 +413,7 @@ static void finish_q3(const float *x, struct ec_block_q3_k *y, int8_t *L)
         if (d == 0.0f)
             continue;
         for (int ii = 0; ii < 16; ii++)
-            L[16 * j + ii] =
-                (int8_t)(ec_iclamp(ec_nearest_int(x[16 * j + ii] / d), -4, 3) + 4);
+            L[16 * j + ii] = (int8_t)(ec_iclamp(ec_nearest_int(x[16 * j + ii] / d), -4, 3) + 4);
     }
     /* high bit of element j goes to hmask[j % 32], bit j / 32 */
     memset(y->hmask, 0, sizeof y->hmask);
@@ -662,8 +658,8 @@ void ec_q3_k_dequantize_row_ref(const void *vx, float *y, int64_t n)
 /* ---- Q4_K ---- */
 
 /* The no-imatrix sub-block search of Q4_K and Q5_K. */
-static void k4_ref_block(const float *x, int nmax, float rmin, float rdelta, int nstep,
-                         uint8_t *L, uint8_t scales_out[12], uint16_t *hd, uint16_t *hdmin)
+static void k4_ref_block(const float *x, int nmax, float rmin, float rdelta, int nstep, uint8_t *L,
+                         uint8_t scales_out[12], uint16_t *hd, uint16_t *hdmin)
 {
     uint8_t Laux[32];
     float weights[32], mins[QK_K / 32], scales[QK_K / 32];
@@ -717,8 +713,8 @@ static void k4_imat_block(const float *x, const float *w, int nmax, bool clamp63
         for (int l = 0; l < 32; l++)
             sumw += weights[l];
         sw[j] = sumw;
-        scales[j] = ec_make_qkx3_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j],
-                                        Laux, -0.9f, 0.05f, 36, false);
+        scales[j] = ec_make_qkx3_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux,
+                                        -0.9f, 0.05f, 36, false);
     }
     const float d_block = make_qp_quants(QK_K / 32, 63, scales, Ls, sw);
     const float m_block = make_qp_quants(QK_K / 32, 63, mins, Lm, sw);

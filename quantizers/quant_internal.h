@@ -67,8 +67,7 @@ static inline int ec_iclamp(int v, int lo, int hi)
 
 /* Symmetric search: levels l in [-nmax, nmax-1] stored as l + nmax in L;
  * returns the scale. qw may be NULL (weights from rmse_type). */
-float ec_make_qx_quants(int n, int nmax, const float *x, int8_t *L, int rmse_type,
-                        const float *qw);
+float ec_make_qx_quants(int n, int nmax, const float *x, int8_t *L, int rmse_type, const float *qw);
 
 /* Asymmetric search with a non-positive minimum, weighted least squares with
  * a grid of nstep+1 candidate inverse scales. weights may be NULL (x^2).

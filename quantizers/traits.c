@@ -10,7 +10,6 @@
 #include "edgec/fp16.h"
 #include "edgec/quant.h"
 
-
 /* ---- plain types: F32 copy, F16 and BF16 via the scalar converters ---- */
 
 static void f32_to_f32(const void *src, float *dst, int64_t n)
@@ -141,13 +140,13 @@ static enum ec_status check_args(const char *what, enum ec_dtype t, const void *
                        info->name, (long long)n_rows, (long long)n_per_row);
     if (n_per_row % info->block_elems)
         return ec_fail(d, EC_ERR_ARG,
-                       "%s: type '%s': row length %lld is not a multiple of the block (%u)",
-                       what, info->name, (long long)n_per_row, info->block_elems);
+                       "%s: type '%s': row length %lld is not a multiple of the block (%u)", what,
+                       info->name, (long long)n_per_row, info->block_elems);
     *row_bytes = ec_dtype_row_bytes(t, (uint64_t)n_per_row);
     if (*row_bytes == 0 || (n_rows > 0 && (uint64_t)n_rows > SIZE_MAX / *row_bytes) ||
         (uint64_t)n_per_row > SIZE_MAX / sizeof(float) / (n_rows > 0 ? (uint64_t)n_rows : 1))
-        return ec_fail(d, EC_ERR_NOMEM, "%s: type '%s': %lld x %lld elements overflow size_t",
-                       what, info->name, (long long)n_rows, (long long)n_per_row);
+        return ec_fail(d, EC_ERR_NOMEM, "%s: type '%s': %lld x %lld elements overflow size_t", what,
+                       info->name, (long long)n_rows, (long long)n_per_row);
     if (n_rows > 0 && (!src || !dst))
         return ec_fail(d, EC_ERR_ARG, "%s: type '%s': NULL buffer", what, info->name);
     return EC_OK;
@@ -158,8 +157,7 @@ enum ec_status ec_quantize_rows(enum ec_dtype t, const float *src, void *dst, in
 {
     const struct ec_dtype_traits *tr;
     size_t row_bytes;
-    enum ec_status st =
-        check_args("quantize", t, src, dst, n_rows, n_per_row, &tr, &row_bytes, d);
+    enum ec_status st = check_args("quantize", t, src, dst, n_rows, n_per_row, &tr, &row_bytes, d);
     if (st != EC_OK)
         return st;
     const int64_t n_chunks = (n_rows + ROWS_PER_CHUNK - 1) / ROWS_PER_CHUNK;

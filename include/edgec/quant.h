@@ -31,8 +31,8 @@
 
 /* Q4_0: y = (q - 8) * d; element j < 16 in the low nibble of qs[j], j + 16 in the high one */
 struct ec_block_q4_0 {
-    uint16_t d;      /* fp16 scale */
-    uint8_t qs[16];  /* 32 x 4-bit */
+    uint16_t d;     /* fp16 scale */
+    uint8_t qs[16]; /* 32 x 4-bit */
 };
 _Static_assert(sizeof(struct ec_block_q4_0) == 18, "q4_0 block is 18 bytes");
 

@@ -15,16 +15,16 @@
 #include <string.h>
 
 struct golden_file {
-    uint8_t *bytes;     /* whole file */
-    size_t size;        /* file size in bytes */
-    size_t data_start;  /* 8 + header length */
-    cJSON *header;      /* parsed header object */
+    uint8_t *bytes;    /* whole file */
+    size_t size;       /* file size in bytes */
+    size_t data_start; /* 8 + header length */
+    cJSON *header;     /* parsed header object */
 };
 
 struct golden_tensor {
-    const char *dtype;  /* "F32", "U8", ... (borrowed from the header) */
+    const char *dtype; /* "F32", "U8", ... (borrowed from the header) */
     int ndim;
-    int64_t shape[4];   /* safetensors order: outermost first */
+    int64_t shape[4]; /* safetensors order: outermost first */
     const uint8_t *data;
     size_t n_bytes;
 };

@@ -65,8 +65,8 @@ static struct input_set get_set(const struct golden_file *g, const char *name)
 
 /* Compare row by row; print the first difference of the first differing row.
  * Returns the number of differing rows. */
-static int compare_rows(const char *set, const char *label, const uint8_t *got,
-                        const uint8_t *want, int64_t rows, size_t row_bytes, size_t elem_bytes)
+static int compare_rows(const char *set, const char *label, const uint8_t *got, const uint8_t *want,
+                        int64_t rows, size_t row_bytes, size_t elem_bytes)
 {
     int bad = 0;
     for (int64_t r = 0; r < rows; r++) {
@@ -81,10 +81,14 @@ static int compare_rows(const char *set, const char *label, const uint8_t *got,
                 float fa, fb;
                 memcpy(&fa, a + k / 4 * 4, 4);
                 memcpy(&fb, b + k / 4 * 4, 4);
-                fprintf(stderr, "MISMATCH set %s %s row %lld: first differing element %zu: got %.9g want %.9g\n",
+                fprintf(stderr,
+                        "MISMATCH set %s %s row %lld: first differing element %zu: got %.9g want "
+                        "%.9g\n",
                         set, label, (long long)r, k / 4, fa, fb);
             } else {
-                fprintf(stderr, "MISMATCH set %s %s row %lld: first differing byte %zu: got 0x%02x want 0x%02x\n",
+                fprintf(stderr,
+                        "MISMATCH set %s %s row %lld: first differing byte %zu: got 0x%02x want "
+                        "0x%02x\n",
                         set, label, (long long)r, k, a[k], b[k]);
             }
         }

@@ -187,8 +187,8 @@ Test(quant_props, driver_rejects_partial_blocks_and_unknown_types)
         const int64_t bad[] = {be - 1, be + 1};
         for (int i = 0; i < 2; i++) {
             struct ec_diag d = {0};
-            cr_assert_eq(ec_quantize_rows(t, x, q, 1, bad[i], NULL, &d), EC_ERR_ARG,
-                         "%s n=%lld", ec_dtype_name(t), (long long)bad[i]);
+            cr_assert_eq(ec_quantize_rows(t, x, q, 1, bad[i], NULL, &d), EC_ERR_ARG, "%s n=%lld",
+                         ec_dtype_name(t), (long long)bad[i]);
             cr_assert(strstr(d.msg, "not a multiple of the block") != NULL, "%s", d.msg);
             struct ec_diag d2 = {0};
             cr_assert_eq(ec_dequantize_rows(t, q, y, 1, bad[i], &d2), EC_ERR_ARG);
@@ -204,7 +204,7 @@ Test(quant_props, driver_rejects_partial_blocks_and_unknown_types)
     struct ec_diag d4 = {0};
     cr_assert_eq(ec_quantize_rows((enum ec_dtype)9999, x, q, 1, 256, NULL, &d4),
                  EC_ERR_UNSUPPORTED);
-    cr_assert_null(ec_dtype_traits((enum ec_dtype)-1));
+    cr_assert_null(ec_dtype_traits((enum ec_dtype) - 1));
     cr_assert_null(ec_dtype_traits(EC_GGML_TYPE_COUNT));
 }
 
@@ -217,10 +217,9 @@ struct err_bound {
 };
 
 static const struct err_bound bounds[] = {
-    {EC_F32, 0.0},      {EC_F16, 0.0003},   {EC_BF16, 0.0021},  {EC_Q8_0, 0.0068},
-    {EC_Q6_K, 0.022},   {EC_Q5_0, 0.053},   {EC_Q5_1, 0.047},   {EC_Q5_K, 0.045},
-    {EC_Q4_0, 0.108},   {EC_Q4_1, 0.097},   {EC_Q4_K, 0.088},   {EC_IQ4_NL, 0.095},
-    {EC_IQ4_XS, 0.095}, {EC_Q3_K, 0.19},    {EC_Q2_K, 0.375},
+    {EC_F32, 0.0},    {EC_F16, 0.0003},   {EC_BF16, 0.0021},  {EC_Q8_0, 0.0068}, {EC_Q6_K, 0.022},
+    {EC_Q5_0, 0.053}, {EC_Q5_1, 0.047},   {EC_Q5_K, 0.045},   {EC_Q4_0, 0.108},  {EC_Q4_1, 0.097},
+    {EC_Q4_K, 0.088}, {EC_IQ4_NL, 0.095}, {EC_IQ4_XS, 0.095}, {EC_Q3_K, 0.19},   {EC_Q2_K, 0.375},
 };
 
 static double rel_rmse(enum ec_dtype t, const float *x, size_t n, const float *w)
