@@ -24,7 +24,6 @@ skip() {
 }
 
 shared="${EDGEC_SHARED:-$(cd .. && pwd)/shared}"
-[ -d "$shared/models" ] || shared=/work/shared
 [ -d "$shared/models" ] || skip "shared test material not found (set EDGEC_SHARED)"
 edgec="${EDGEC_BIN:-$root/build/edgec}"
 if [ ! -x "$edgec" ]; then
@@ -39,9 +38,11 @@ command -v node >/dev/null && command -v npm >/dev/null || skip "node/npm not in
 if [ ! -d scripts/interop/node_modules/node-llama-cpp ]; then
     # NODE_LLAMA_CPP_SKIP_DOWNLOAD: the postinstall step must not fetch or
     # build llama.cpp; the prebuilt @node-llama-cpp/linux-x64 package is used.
-    (cd scripts/interop && NODE_LLAMA_CPP_SKIP_DOWNLOAD=true npm ci --no-audit --no-fund \
+    # `npm ci` refuses this lock file under npm 11 (optional platform packages),
+    # `npm install` honours the lock and works.
+    (cd scripts/interop && NODE_LLAMA_CPP_SKIP_DOWNLOAD=true npm install --no-audit --no-fund \
         --ignore-scripts >/tmp/edgec-interop-npm.log 2>&1) ||
-        skip "npm ci failed (see /tmp/edgec-interop-npm.log)"
+        skip "npm install failed (see /tmp/edgec-interop-npm.log)"
 fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/edgec-interop-XXXXXX")

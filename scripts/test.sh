@@ -19,12 +19,18 @@ run_suite build || fail=1
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     run_suite build-asan -Db_sanitize=address,undefined -Dbuildtype=debugoptimized -Db_lundef=false || fail=1
 
-# Optional suites (each script prints its own summary and skips with a reason)
+# Script suites: each prints "<name>: N passed, N failed" as its last line
+# (or SKIP with a reason, which fails under CI=true).
+extra=()
 for s in scripts/interop_llamacpp.sh; do
-    if [ -x "$s" ]; then
-        bash "$s" || fail=1
-    fi
+    [ -x "$s" ] || continue
+    log=$(mktemp)
+    bash "$s" 2>&1 | tee "$log"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || fail=1
+    line=$(grep -E '^[a-z_-]+: [0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
+    [ -n "$line" ] && extra+=("$line")
+    rm -f "$log"
 done
 
-python3 scripts/test_summary.py build build-asan || fail=1
+python3 scripts/test_summary.py build build-asan -- "${extra[@]}" || fail=1
 exit $fail

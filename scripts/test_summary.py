@@ -4,7 +4,15 @@ import json, re, sys
 
 passed = failed = skipped = 0
 bad = False
-for d in sys.argv[1:]:
+args = sys.argv[1:]
+dirs, extras = (args[:args.index("--")], args[args.index("--") + 1:]) if "--" in args else (args, [])
+for e in extras:  # "name: N passed, N failed[, N skipped]" lines of script suites
+    m = re.search(r"(\d+) passed, (\d+) failed(?:, (\d+) skipped)?", e)
+    if m:
+        passed += int(m.group(1))
+        failed += int(m.group(2))
+        skipped += int(m.group(3) or 0)
+for d in dirs:
     try:
         lines = open(f"{d}/meson-logs/testlog.json").read().splitlines()
     except OSError:
