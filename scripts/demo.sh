@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# README command (1): install dependencies, build, and run the main job on a
+# small Llama-architecture checkpoint generated here with a fixed seed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+[ -f build/build.ninja ] || meson setup build >/dev/null
+ninja -C build >/dev/null
+out=${1:-out/demo}
+mkdir -p "$out"
+edgec=build/edgec
+echo "== generate a small Llama checkpoint (hidden 256, 4 layers, GQA 8/4, vocab 512, seed 7)"
+build/tests/tools/edgec-genmodel "$out/model" --hidden 256 --ffn 768 --layers 4 --heads 8 \
+    --kv-heads 4 --vocab 512 --seed 7 >/dev/null
+echo "== edgec convert (F16)"
+$edgec convert "$out/model" -o "$out/model-f16.gguf" --outtype f16
+if $edgec help | grep -q '^  quantize '; then
+    echo "== edgec quantize (Q4_K_M, straight from the checkpoint folder)"
+    $edgec quantize "$out/model" -o "$out/model-q4_k_m.gguf" --type Q4_K_M
+fi
+if $edgec help | grep -q '^  validate '; then
+    echo "== edgec validate (Q4_K_M against the original)"
+    printf 'Once upon a time there was a little robot who liked to count numbers.\n%.0s' $(seq 40) > "$out/text.txt"
+    $edgec validate "$out/model" "$out/model-q4_k_m.gguf" --text "$out/text.txt" --ctx 64 || true
+fi
+echo "== edgec inspect"
+$edgec inspect "$out/model-f16.gguf" | head -20
