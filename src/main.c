@@ -1,4 +1,5 @@
 /* edgec: command-line entry point and subcommand dispatch. */
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,6 +119,9 @@ void ec_json_write_str(FILE *f, const char *s)
 
 int main(int argc, char **argv)
 {
+    /* A file-size limit (ulimit -f) must surface as a failed write (EFBIG) that
+     * the atomic-output path reports and cleans up, not kill the process. */
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2) {
         print_main_help(stderr);
         return EC_EXIT_USAGE;
