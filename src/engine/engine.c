@@ -73,15 +73,12 @@ static const char *model_path(const struct ec_model *m)
     return m->path ? m->path : "model";
 }
 
-/* Decode a plain-typed tensor into dst (n elements), applying the HF -> GGUF
- * head permutation: GGUF row h*hd + 2i + j comes from HF row h*hd + j*hd/2 + i.
- * (Replace by ec_model_tensor_read_f32 once formats/model.c provides it.) */
+/* Decode a plain-typed tensor into dst (all elements), with the HF -> GGUF
+ * head permutation applied by the model view. */
 static enum ec_status tensor_to_f32(const struct ec_model *m, const struct ec_model_tensor *t,
                                     float *dst, struct ec_diag *d)
 {
     uint64_t n = ec_model_tensor_n_elems(t);
-    uint64_t row_len = t->n_dims == 1 ? 1 : t->ne[0];
-    uint64_t n_rows = n / row_len;
     size_t es;
     switch (t->dtype) {
     case EC_F32: es = 4; break;
@@ -95,33 +92,7 @@ static enum ec_status tensor_to_f32(const struct ec_model *m, const struct ec_mo
         return ec_fail(d, EC_ERR_FORMAT, "%s: tensor '%s': %llu bytes for %llu elements of %s",
                        model_path(m), t->name, (unsigned long long)t->n_bytes,
                        (unsigned long long)n, ec_dtype_name(t->dtype));
-    uint64_t hd = 0;
-    if (t->permute_heads > 0) {
-        if (n_rows % t->permute_heads != 0 || (n_rows / t->permute_heads) % 2 != 0)
-            return ec_fail(d, EC_ERR_FORMAT,
-                           "%s: tensor '%s': %llu rows do not split into %u heads of even size",
-                           model_path(m), t->name, (unsigned long long)n_rows, t->permute_heads);
-        hd = n_rows / t->permute_heads;
-    }
-    for (uint64_t r = 0; r < n_rows; r++) {
-        uint64_t src_r = r;
-        if (hd) {
-            uint64_t h = r / hd, within = r % hd, i = within / 2, j = within % 2;
-            src_r = h * hd + j * (hd / 2) + i;
-        }
-        const uint8_t *src = t->data + src_r * row_len * es;
-        float *out = dst + r * row_len;
-        for (uint64_t c = 0; c < row_len; c++) {
-            if (es == 4) {
-                memcpy(&out[c], src + 4 * c, 4);
-            } else {
-                uint16_t u;
-                memcpy(&u, src + 2 * c, 2);
-                out[c] = t->dtype == EC_F16 ? ec_fp16_to_fp32(u) : ec_bf16_to_fp32(u);
-            }
-        }
-    }
-    return EC_OK;
+    return ec_model_tensor_read_f32(m, t, dst, d);
 }
 
 static enum ec_status check_shape(const struct ec_model *m, const struct ec_model_tensor *t,
@@ -565,10 +536,10 @@ static void attention(struct ec_engine *e, const struct eng_layer *L, int64_t n,
         float mx = -INFINITY;
         for (uint32_t j = 0; j < n_keys; j++) {
             const float *k = L->k_cache + j * kv_stride + (size_t)kvh * hd;
-            float s = 0.0f;
+            double acc = 0.0;
             for (uint32_t i = 0; i < hd; i++)
-                s += q[i] * k[i];
-            s *= scale;
+                acc += (double)(q[i] * k[i]);
+            const float s = (float)acc * scale;
             sc[j] = s;
             if (s > mx)
                 mx = s;
@@ -583,13 +554,12 @@ static void attention(struct ec_engine *e, const struct eng_layer *L, int64_t n,
         for (uint32_t j = 0; j < n_keys; j++)
             sc[j] = f16 ? round_f16(sc[j] * inv) : sc[j] * inv;
         float *out = e->att + (size_t)it * hd;
-        for (uint32_t i = 0; i < hd; i++)
-            out[i] = 0.0f;
-        for (uint32_t j = 0; j < n_keys; j++) {
-            const float *v = L->v_cache + j * kv_stride + (size_t)kvh * hd;
-            const float p = sc[j];
-            for (uint32_t i = 0; i < hd; i++)
-                out[i] += p * v[i];
+        const float *vh = L->v_cache + (size_t)kvh * hd;
+        for (uint32_t i = 0; i < hd; i++) {
+            double acc = 0.0;
+            for (uint32_t j = 0; j < n_keys; j++)
+                acc += (double)(sc[j] * vh[j * kv_stride + i]);
+            out[i] = (float)acc;
         }
     }
 }
