@@ -51,6 +51,7 @@ struct ec_engine {
     float *x, *h, *q, *k, *v, *att, *gate, *up;
     float *rope_cs;     /* [cap_tokens][head_dim] cos/sin pairs */
     float *scores;      /* [n_threads][n_ctx] */
+    double *acc;        /* [n_threads][head_dim] */
     int n_threads;
 };
 
@@ -61,8 +62,20 @@ void ec_engine_opts_init(struct ec_engine_opts *o)
     o->kv_f16 = true;
 }
 
+/* fp32 -> fp16 -> fp32. Fast path for the fp16 normal range: round the
+ * mantissa to 10 bits, ties to even, on the bit pattern; the rest (subnormal,
+ * overflow, Inf, NaN) through the reference conversions. Checked equal to the
+ * reference for all 2^32 non-NaN inputs. */
 static inline float round_f16(float x)
 {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    const uint32_t a = u & 0x7fffffffu;
+    if (a >= 0x38800000u && a < 0x477ff000u) { /* 2^-14 <= |x| < 65520 */
+        u = (u + 0xfffu + ((u >> 13) & 1u)) & ~0x1fffu;
+        memcpy(&x, &u, 4);
+        return x;
+    }
     return ec_fp16_to_fp32(ec_fp32_to_fp16(x));
 }
 
@@ -235,6 +248,7 @@ void ec_engine_free(struct ec_engine *e)
     free(e->up);
     free(e->rope_cs);
     free(e->scores);
+    free(e->acc);
     free(e);
 }
 
@@ -381,7 +395,8 @@ enum ec_status ec_engine_new(struct ec_engine **out, const struct ec_model *m,
     e->n_threads = 1;
 #endif
     e->scores = malloc((size_t)e->n_threads * e->o.n_ctx * sizeof(float));
-    if (!e->scores) {
+    e->acc = malloc((size_t)e->n_threads * hp->head_dim * sizeof(double));
+    if (!e->scores || !e->acc) {
         st = ec_fail(d, EC_ERR_NOMEM, "engine: out of memory");
         goto out_free;
     }
@@ -554,13 +569,19 @@ static void attention(struct ec_engine *e, const struct eng_layer *L, int64_t n,
         for (uint32_t j = 0; j < n_keys; j++)
             sc[j] = f16 ? round_f16(sc[j] * inv) : sc[j] * inv;
         float *out = e->att + (size_t)it * hd;
-        const float *vh = L->v_cache + (size_t)kvh * hd;
-        for (uint32_t i = 0; i < hd; i++) {
-            double acc = 0.0;
-            for (uint32_t j = 0; j < n_keys; j++)
-                acc += (double)(sc[j] * vh[j * kv_stride + i]);
-            out[i] = (float)acc;
+        /* sums in double: with fp16 inputs the products are exact and llama.cpp's
+         * wide F32 accumulators make the sum nearly exact too */
+        double *acc = e->acc + (size_t)tid * hd;
+        for (uint32_t i = 0; i < hd; i++)
+            acc[i] = 0.0;
+        for (uint32_t j = 0; j < n_keys; j++) {
+            const float *v = L->v_cache + j * kv_stride + (size_t)kvh * hd;
+            const float p = sc[j];
+            for (uint32_t i = 0; i < hd; i++)
+                acc[i] += (double)(p * v[i]);
         }
+        for (uint32_t i = 0; i < hd; i++)
+            out[i] = (float)acc[i];
     }
 }
 
