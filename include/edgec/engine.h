@@ -24,12 +24,13 @@
  * probabilities (for V^T p). Everything else is F32.
  *
  * Weights are read straight from the model's mapping: F32 tensors in place,
- * F16/BF16 rows converted to F32 inside the matmul. q/k weights that need the
+ * F16/BF16 and block-quantized rows (every type with quant traits) converted
+ * to F32 inside the matmul, block by block of rows. q/k weights that need the
  * HF -> GGUF head permutation, unaligned F32 tensors and all 1-D tensors are
- * copied into buffers the engine owns. Quantized weights are not supported yet
- * (EC_ERR_UNSUPPORTED); when they are, llama.cpp quantizes the activations to
- * Q8_0/Q8_K for its vec_dot while a dequantize-to-F32 matmul does not, which
- * changes results in the last digits.
+ * copied into buffers the engine owns. Difference to llama.cpp: for F16, BF16
+ * and quantized weights llama.cpp also rounds the activations to the weight's
+ * vec_dot type (fp16, bf16, Q8_0, Q8_1 or Q8_K) before the dot product; this
+ * engine keeps them F32 (dequantize-to-F32), which moves logits slightly.
  *
  * Determinism: matmuls split output rows over OpenMP threads in fixed blocks;
  * every output element is computed by one thread with a fixed summation
@@ -95,8 +96,8 @@ enum ec_status ec_engine_eval(struct ec_engine *e, const int32_t *tokens, int64_
 
 /* ---- matmul kernels (exposed for tests and benchmarks) ---- */
 
-/* A linear layer's weight: n_out rows of n_in elements of `type` (F32, F16
- * or BF16), row r at data + r * row_bytes. */
+/* A linear layer's weight: n_out rows of n_in elements of `type` (F32, F16,
+ * BF16 or a type with quant traits), row r at data + r * row_bytes. */
 struct ec_linear_view {
     enum ec_dtype type;
     const uint8_t *data;

@@ -17,6 +17,7 @@
 
 #include "edgec/engine.h"
 #include "edgec/fp16.h"
+#include "edgec/quant.h"
 
 struct eng_lin {
     struct ec_linear_view v;
@@ -170,27 +171,31 @@ static enum ec_status load_lin(const struct ec_model *m, const char *name, uint6
     l->name = t->name;
     l->v.n_in = (int64_t)n_in;
     l->v.n_out = (int64_t)n_out;
-    size_t es;
-    switch (t->dtype) {
-    case EC_F32: es = 4; break;
-    case EC_F16:
-    case EC_BF16: es = 2; break;
-    default:
+    const struct ec_dtype_info *info = ec_dtype_info(t->dtype);
+    bool plain = t->dtype == EC_F32 || t->dtype == EC_F16 || t->dtype == EC_BF16;
+    if (!info || (!plain && !ec_dtype_traits(t->dtype)))
         return ec_fail(d, EC_ERR_UNSUPPORTED,
-                       "%s: tensor '%s': type %s is not supported by the engine yet "
-                       "(F32, F16, BF16 only)",
+                       "%s: tensor '%s': type %s is not supported by the engine",
                        model_path(m), name, ec_dtype_name(t->dtype));
-    }
-    if (t->n_bytes < n_in * n_out * es)
+    uint64_t row_bytes = ec_dtype_row_bytes(t->dtype, n_in);
+    if (row_bytes == 0)
+        return ec_fail(d, EC_ERR_FORMAT,
+                       "%s: tensor '%s': rows of %llu elements are not whole %s blocks",
+                       model_path(m), name, (unsigned long long)n_in, ec_dtype_name(t->dtype));
+    if (t->n_bytes < row_bytes * n_out)
         return ec_fail(d, EC_ERR_FORMAT, "%s: tensor '%s': %llu bytes, expected %llu",
                        model_path(m), name, (unsigned long long)t->n_bytes,
-                       (unsigned long long)(n_in * n_out * es));
+                       (unsigned long long)(row_bytes * n_out));
+    if (!plain && t->permute_heads)
+        return ec_fail(d, EC_ERR_UNSUPPORTED,
+                       "%s: tensor '%s': cannot permute heads of a %s tensor", model_path(m),
+                       name, ec_dtype_name(t->dtype));
     bool in_place = t->permute_heads == 0 &&
                     (t->dtype != EC_F32 || ((uintptr_t)t->data % sizeof(float)) == 0);
     if (in_place) {
         l->v.type = t->dtype;
         l->v.data = t->data;
-        l->v.row_bytes = n_in * es;
+        l->v.row_bytes = row_bytes;
         return EC_OK;
     }
     l->owned = malloc(n_in * n_out * sizeof(float));
@@ -620,8 +625,10 @@ enum ec_status ec_engine_eval(struct ec_engine *e, const int32_t *tokens, int64_
             memcpy(xt, row, (size_t)n_embd * sizeof(float));
         else if (w->type == EC_F16)
             ec_fp16_to_fp32_row((const uint16_t *)(const void *)row, xt, (size_t)n_embd);
-        else
+        else if (w->type == EC_BF16)
             ec_bf16_to_fp32_row((const uint16_t *)(const void *)row, xt, (size_t)n_embd);
+        else
+            ec_dtype_traits(w->type)->to_f32(row, xt, n_embd);
     }
     rope_cache(e, n, pos0);
 

@@ -17,6 +17,7 @@
 
 #include "edgec/engine.h"
 #include "edgec/fp16.h"
+#include "edgec/quant.h"
 
 #define MM_LANES 8        /* partial sums per row */
 #define MM_ROWS 4         /* rows sharing one activation load */
@@ -51,8 +52,12 @@ static const float *row_f32(const struct ec_linear_view *w, int64_t r, float *bu
             buf[i] = ec_bf16_to_fp32(h);
         }
         return buf;
-    default:
-        return NULL; /* rejected when the engine is built */
+    default: {
+        /* block-quantized: dequantize the row as llama.cpp's to_float does */
+        const struct ec_dtype_traits *tr = ec_dtype_traits(w->type);
+        tr->to_f32(src, buf, w->n_in);
+        return buf;
+    }
     }
 }
 
