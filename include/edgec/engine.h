@@ -27,10 +27,12 @@
  * F16/BF16 and block-quantized rows (every type with quant traits) converted
  * to F32 inside the matmul, block by block of rows. q/k weights that need the
  * HF -> GGUF head permutation, unaligned F32 tensors and all 1-D tensors are
- * copied into buffers the engine owns. Difference to llama.cpp: for F16, BF16
- * and quantized weights llama.cpp also rounds the activations to the weight's
- * vec_dot type (fp16, bf16, Q8_0, Q8_1 or Q8_K) before the dot product; this
- * engine keeps them F32 (dequantize-to-F32), which moves logits slightly.
+ * copied into buffers the engine owns. For F16, BF16 and quantized weights
+ * llama.cpp rounds the activations to the weight's vec_dot type (fp16, bf16,
+ * Q8_0, Q8_1 or Q8_K) and takes an integer / half dot product; with
+ * round_activations the engine rounds the activations the same way and then
+ * takes an F32 dot product with the dequantized weights, which is the same
+ * sum up to float reassociation.
  *
  * Determinism: matmuls split output rows over OpenMP threads in fixed blocks;
  * every output element is computed by one thread with a fixed summation
@@ -63,11 +65,14 @@ struct ec_engine_opts {
     int n_threads;        /* OpenMP threads (0 = OpenMP default) */
     bool kv_f16;          /* round K, V (and q, softmax probabilities) to fp16 (default true) */
     bool matmul_ref;      /* use the scalar reference matmul (slow; for tests) */
+    bool round_activations; /* round each linear layer's input to the weight's vec_dot
+                               type first, as llama.cpp does (default true) */
     ec_linear_input_fn on_linear_input; /* NULL = none */
     void *user;                         /* passed to on_linear_input */
 };
 
-/* Defaults: n_ctx 512, n_threads 0, kv_f16 true, matmul_ref false, no hook. */
+/* Defaults: n_ctx 512, n_threads 0, kv_f16 true, matmul_ref false,
+ * round_activations true, no hook. */
 void ec_engine_opts_init(struct ec_engine_opts *o);
 
 struct ec_engine;
@@ -114,6 +119,13 @@ enum ec_status ec_matmul_ref(const struct ec_linear_view *w, const float *x, int
                              float *y, struct ec_diag *d);
 enum ec_status ec_matmul_fast(const struct ec_linear_view *w, const float *x, int64_t n_tokens,
                               float *y, int n_threads, struct ec_diag *d);
+
+/* y[n_tokens * n_in] = x rounded to the activation type llama.cpp pairs with
+ * weight_type (F16 -> fp16, BF16 -> bf16, Q4_0/Q5_0/Q8_0/IQ4_NL -> Q8_0,
+ * Q4_1/Q5_1 -> Q8_1 (same values), K-quants/IQ4_XS -> Q8_K) and back to F32;
+ * a copy for F32 or when n_in is not a whole number of blocks. */
+void ec_round_activations(enum ec_dtype weight_type, const float *x, int64_t n_tokens,
+                          int64_t n_in, float *y);
 
 /* ---- perplexity (as llama-perplexity) ---- */
 

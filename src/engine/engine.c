@@ -50,6 +50,7 @@ struct ec_engine {
     /* scratch, sized for cap_tokens tokens */
     int64_t cap_tokens;
     float *x, *h, *q, *k, *v, *att, *gate, *up;
+    float *xr;          /* [cap_tokens][max n_in] activations rounded to the vec_dot type */
     float *rope_cs;     /* [cap_tokens][head_dim] cos/sin pairs */
     float *scores;      /* [n_threads][n_ctx] */
     double *acc;        /* [n_threads][head_dim] */
@@ -61,6 +62,7 @@ void ec_engine_opts_init(struct ec_engine_opts *o)
     memset(o, 0, sizeof *o);
     o->n_ctx = 512;
     o->kv_f16 = true;
+    o->round_activations = true;
 }
 
 /* fp32 -> fp16 -> fp32. Fast path for the fp16 normal range: round the
@@ -252,6 +254,7 @@ void ec_engine_free(struct ec_engine *e)
     free(e->gate);
     free(e->up);
     free(e->rope_cs);
+    free(e->xr);
     free(e->scores);
     free(e->acc);
     free(e);
@@ -435,6 +438,92 @@ uint32_t ec_engine_n_ctx(const struct ec_engine *e)
 
 /* ---- evaluation ---- */
 
+/* Q8_0 / Q8_1 values of one block of 32: q = roundf(x / d), d = amax / 127
+ * stored as fp16 (quantize_row_q8_0_ref / q8_1_ref) */
+static void round_q8_0_block(const float *x, float *y)
+{
+    float amax = 0.0f;
+    for (int j = 0; j < 32; j++)
+        amax = fmaxf(amax, fabsf(x[j]));
+    const float dd = amax / 127.0f;
+    const float id = dd != 0.0f ? 1.0f / dd : 0.0f;
+    const float dh = ec_fp16_to_fp32(ec_fp32_to_fp16(dd));
+    for (int j = 0; j < 32; j++)
+        y[j] = roundf(x[j] * id) * dh;
+}
+
+/* Q8_K values of one block of 256 (quantize_row_q8_K_ref): scale from the
+ * value of largest magnitude, iscale = -128 / max, q = nearest(iscale x)
+ * capped at 127, d = 1 / iscale (float) */
+static void round_q8_k_block(const float *x, float *y)
+{
+    float amax = 0.0f, mx = 0.0f;
+    for (int j = 0; j < 256; j++) {
+        float ax = fabsf(x[j]);
+        if (ax > amax) {
+            amax = ax;
+            mx = x[j];
+        }
+    }
+    if (amax == 0.0f) {
+        for (int j = 0; j < 256; j++)
+            y[j] = 0.0f;
+        return;
+    }
+    const float iscale = -128.0f / mx;
+    const float dd = 1.0f / iscale;
+    for (int j = 0; j < 256; j++) {
+        float v = rintf(iscale * x[j]); /* ggml's nearest_int: ties to even */
+        y[j] = (v > 127.0f ? 127.0f : v) * dd;
+    }
+}
+
+void ec_round_activations(enum ec_dtype weight_type, const float *x, int64_t n_tokens,
+                          int64_t n_in, float *y)
+{
+    const size_t n = (size_t)(n_tokens * n_in);
+    switch (weight_type) {
+    case EC_F32:
+        memcpy(y, x, n * sizeof *y);
+        return;
+    case EC_F16:
+        for (size_t i = 0; i < n; i++)
+            y[i] = round_f16(x[i]);
+        return;
+    case EC_BF16:
+        for (size_t i = 0; i < n; i++)
+            y[i] = ec_bf16_to_fp32(ec_fp32_to_bf16(x[i]));
+        return;
+    case EC_Q4_0:
+    case EC_Q4_1:
+    case EC_Q5_0:
+    case EC_Q5_1:
+    case EC_Q8_0:
+    case EC_IQ4_NL:
+        if (n_in % 32 == 0) {
+            for (size_t b = 0; b < n; b += 32)
+                round_q8_0_block(x + b, y + b);
+            return;
+        }
+        break;
+    case EC_Q2_K:
+    case EC_Q3_K:
+    case EC_Q4_K:
+    case EC_Q5_K:
+    case EC_Q6_K:
+    case EC_IQ4_XS:
+        if (n_in % 256 == 0) {
+            for (size_t b = 0; b < n; b += 256)
+                round_q8_k_block(x + b, y + b);
+            return;
+        }
+        break;
+    default:
+        break;
+    }
+    memcpy(y, x, n * sizeof *y);
+}
+
 static enum ec_status reserve(struct ec_engine *e, int64_t n, struct ec_diag *d)
 {
     if (n <= e->cap_tokens)
@@ -443,8 +532,11 @@ static enum ec_status reserve(struct ec_engine *e, int64_t n, struct ec_diag *d)
     size_t nt = (size_t)n;
     size_t n_q = (size_t)hp->n_head * hp->head_dim, n_kv = (size_t)hp->n_head_kv * hp->head_dim;
     size_t wide = n_q > hp->n_embd ? n_q : hp->n_embd;
-    float **bufs[] = {&e->x, &e->h, &e->q, &e->k, &e->v, &e->att, &e->gate, &e->up, &e->rope_cs};
-    size_t sizes[] = {hp->n_embd, wide, n_q, n_kv, n_kv, n_q, hp->n_ff, hp->n_ff, hp->head_dim};
+    size_t widest = wide > hp->n_ff ? wide : hp->n_ff;
+    float **bufs[] = {&e->x, &e->h, &e->q, &e->k, &e->v, &e->att, &e->gate, &e->up, &e->rope_cs,
+                      &e->xr};
+    size_t sizes[] = {hp->n_embd, wide, n_q, n_kv, n_kv, n_q, hp->n_ff, hp->n_ff, hp->head_dim,
+                      widest};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         float *p = realloc(*bufs[i], nt * sizes[i] * sizeof(float));
         if (!p)
@@ -461,6 +553,10 @@ static enum ec_status linear(struct ec_engine *e, int layer, const struct eng_li
 {
     if (e->o.on_linear_input)
         e->o.on_linear_input(e->o.user, layer, l->name, x, n, l->v.n_in);
+    if (e->o.round_activations && l->v.type != EC_F32) {
+        ec_round_activations(l->v.type, x, n, l->v.n_in, e->xr);
+        x = e->xr;
+    }
     enum ec_status st = e->o.matmul_ref ? ec_matmul_ref(&l->v, x, n, y, d)
                                         : ec_matmul_fast(&l->v, x, n, y, e->n_threads, d);
     if (st != EC_OK)

@@ -583,3 +583,35 @@ Test(engine, perplexity_matches_llama_perplexity_stories_student_256)
 {
     check_ppl("stories-student-256", 12);
 }
+
+/* ---- activation rounding to the vec_dot type ---- */
+
+Test(engine, activations_round_to_q8_0_q8_k_f16)
+{
+    float x[512], y[512];
+    for (int i = 0; i < 512; i++)
+        x[i] = (float)((i * 37) % 101 - 50) * 0.013f;
+    x[3] = 127.0f * 0.25f; /* block 0: amax 31.75 -> d = 0.25 exactly */
+    ec_round_activations(EC_Q4_0, x, 1, 512, y);
+    for (int j = 0; j < 32; j++) {
+        float q = y[j] / 0.25f;
+        cr_expect_eq(q, roundf(q), "Q8_0 value %d = %g not a multiple of d", j, y[j]);
+        cr_expect_leq(fabsf(y[j] - x[j]), 0.125f + 1e-6f);
+    }
+    /* Q8_K: block of 256 with max -2 -> iscale 64, d = 1/64 */
+    x[10] = -2.0f;
+    ec_round_activations(EC_Q4_K, x, 2, 256, y);
+    for (int j = 0; j < 256; j++) {
+        float q = y[j] * 64.0f;
+        cr_expect_eq(q, rintf(q));
+        cr_expect_leq(q, 127.0f);
+        cr_expect_geq(q, -128.0f);
+    }
+    cr_expect_eq(y[10], -2.0f);
+    ec_round_activations(EC_F16, x, 1, 512, y);
+    for (int j = 0; j < 512; j++)
+        cr_expect_eq(y[j], ec_fp16_to_fp32(ec_fp32_to_fp16(x[j])));
+    /* not whole blocks: unchanged */
+    ec_round_activations(EC_Q8_0, x, 1, 33, y);
+    cr_expect_eq(memcmp(x, y, 33 * sizeof *x), 0);
+}
