@@ -599,7 +599,9 @@ Test(engine, activations_round_to_q8_0_q8_k_f16)
         cr_expect_leq(fabsf(y[j] - x[j]), 0.125f + 1e-6f);
     }
     /* Q8_K: block of 256 with max -2 -> iscale 64, d = 1/64 */
+    x[3] = 0.5f;
     x[10] = -2.0f;
+    x[256 + 10] = -2.0f;
     ec_round_activations(EC_Q4_K, x, 2, 256, y);
     for (int j = 0; j < 256; j++) {
         float q = y[j] * 64.0f;
