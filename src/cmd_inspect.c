@@ -26,6 +26,7 @@ struct row {
     uint32_t n_dims;
     uint64_t ne[EC_GGUF_MAX_DIMS];
     uint64_t n_bytes;
+    uint64_t file_offset; /* absolute offset of the data in its file */
 };
 
 struct inspect {
@@ -265,8 +266,9 @@ static void report(const struct inspect *in)
             printf(", \"type\": \"%s\", \"shape\": [", ec_dtype_name(r->type));
             for (uint32_t k = 0; k < r->n_dims; k++)
                 printf("%s%" PRIu64, k ? ", " : "", r->ne[k]);
-            printf("], \"n_elems\": %" PRIu64 ", \"bytes\": %" PRIu64 ", \"bits_per_weight\": %.4f}",
-                   ne, r->n_bytes, ne ? (double)r->n_bytes * 8.0 / (double)ne : 0.0);
+            printf("], \"n_elems\": %" PRIu64 ", \"bytes\": %" PRIu64 ", \"offset\": %" PRIu64
+                   ", \"bits_per_weight\": %.4f}",
+                   ne, r->n_bytes, r->file_offset, ne ? (double)r->n_bytes * 8.0 / (double)ne : 0.0);
         }
         printf("], \"totals\": {\"tensors\": %zu, \"n_elems\": %" PRIu64 ", \"bytes\": %" PRIu64
                ", \"bits_per_weight\": %.4f, \"by_type\": {",
@@ -421,6 +423,7 @@ int ec_cmd_inspect(int argc, char **argv)
             r->n_dims = t->n_dims;
             memcpy(r->ne, t->ne, sizeof r->ne);
             r->n_bytes = t->n_bytes;
+            r->file_offset = t->src_offset;
         }
     } else if (has_suffix(path, ".gguf") || is_gguf_file(path)) {
         s = ec_gguf_open(&g, path, &d);
@@ -449,6 +452,7 @@ int ec_cmd_inspect(int argc, char **argv)
             r->n_dims = t->n_dims;
             memcpy(r->ne, t->ne, sizeof r->ne);
             r->n_bytes = t->n_bytes;
+            r->file_offset = g.data_offset + t->offset;
         }
     } else {
         s = ec_safetensors_open(&st, path, &d);
@@ -473,6 +477,7 @@ int ec_cmd_inspect(int argc, char **argv)
             for (int k = 0; k < EC_GGUF_MAX_DIMS; k++)
                 r->ne[k] = k < t->ndim ? t->ne[k] : 1;
             r->n_bytes = t->n_bytes;
+            r->file_offset = t->file_offset;
         }
     }
     report(&in);

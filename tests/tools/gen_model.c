@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "edgec/fp16.h"
 #include "edgec/io.h"
@@ -69,6 +70,7 @@ struct cfg {
     long hidden, ffn, layers, heads, kv_heads, vocab, ctx, seed;
     const char *dtype;
     bool tied;
+    bool sparse; /* data left as holes except first/last element markers */
 };
 
 static int die(const char *what, const char *arg)
@@ -240,6 +242,74 @@ static int write_tokenizer(const char *dir, long vocab)
     return rc;
 }
 
+/* Sparse checkpoint: the header is written by hand, every tensor's data is a
+ * hole (zeros) except two markers, and ftruncate sets the size, so a 4+ GiB
+ * file costs a few blocks of disk. Tensor i holds i+1 first and -(i+1) last. */
+static int write_sparse(const char *dir, const struct spec *sp, size_t n, enum ec_dtype dt)
+{
+    if (dt != EC_F32) {
+        fprintf(stderr, "edgec-genmodel: --sparse needs --dtype f32\n");
+        return 2;
+    }
+    struct buf h = {0};
+    char tmp[256];
+    buf_put(&h, "{\"__metadata__\":{\"format\":\"pt\"}", 32);
+    uint64_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t elems = sp[i].ne[0] * (sp[i].ndim == 2 ? sp[i].ne[1] : 1);
+        int k;
+        if (sp[i].ndim == 2)
+            k = snprintf(tmp, sizeof tmp,
+                         ",\"%s\":{\"dtype\":\"F32\",\"shape\":[%llu,%llu],\"data_offsets\":[%llu,%llu]}",
+                         sp[i].name, (unsigned long long)sp[i].ne[1], (unsigned long long)sp[i].ne[0],
+                         (unsigned long long)off, (unsigned long long)(off + elems * 4));
+        else
+            k = snprintf(tmp, sizeof tmp,
+                         ",\"%s\":{\"dtype\":\"F32\",\"shape\":[%llu],\"data_offsets\":[%llu,%llu]}",
+                         sp[i].name, (unsigned long long)sp[i].ne[0], (unsigned long long)off,
+                         (unsigned long long)(off + elems * 4));
+        buf_put(&h, tmp, (size_t)k);
+        off += elems * 4;
+    }
+    buf_put(&h, "}", 1);
+    while (h.n % 8)
+        buf_put(&h, " ", 1);
+    char *dest = ec_path_join(dir, "model.safetensors");
+    FILE *f = dest ? fopen(dest, "wb") : NULL;
+    int rc = 0;
+    if (!f) {
+        fprintf(stderr, "edgec-genmodel: cannot write %s\n", dest ? dest : "model.safetensors");
+        rc = 4;
+        goto out;
+    }
+    uint8_t len[8];
+    for (int b = 0; b < 8; b++)
+        len[b] = (uint8_t)((uint64_t)h.n >> (8 * b));
+    uint64_t base = 8 + h.n;
+    if (fwrite(len, 1, 8, f) != 8 || fwrite(h.p, 1, h.n, f) != h.n)
+        rc = 4;
+    off = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        uint64_t elems = sp[i].ne[0] * (sp[i].ndim == 2 ? sp[i].ne[1] : 1);
+        float first = (float)(i + 1), last = -(float)(i + 1);
+        if (fseeko(f, (off_t)(base + off), SEEK_SET) != 0 || fwrite(&first, 4, 1, f) != 1 ||
+            fseeko(f, (off_t)(base + off + elems * 4 - 4), SEEK_SET) != 0 ||
+            fwrite(&last, 4, 1, f) != 1)
+            rc = 4;
+        off += elems * 4;
+    }
+    if (!rc && (fflush(f) != 0 || ftruncate(fileno(f), (off_t)(base + off)) != 0))
+        rc = 4;
+    if (fclose(f) != 0)
+        rc = 4;
+    if (rc)
+        fprintf(stderr, "edgec-genmodel: write failed: %s\n", dest);
+out:
+    free(h.p);
+    free(dest);
+    return rc;
+}
+
 static int write_weights(const char *dir, const struct cfg *c, enum ec_dtype dt)
 {
     size_t cap = 8 + 9 * (size_t)c->layers;
@@ -276,6 +346,9 @@ static int write_weights(const char *dir, const struct cfg *c, enum ec_dtype dt)
     if (!c->tied)
         ADD("lm_head.weight", 2, (uint64_t)c->hidden, (uint64_t)c->vocab, s_h);
 #undef ADD
+
+    if (c->sparse)
+        return write_sparse(dir, sp, n, dt);
 
     struct ec_diag d;
     ec_diag_clear(&d);
@@ -356,6 +429,9 @@ int main(int argc, char **argv)
         {"seed", 0, EC_OPT_INT, &c.seed, "S", "PRNG seed (default 1)"},
         {"dtype", 0, EC_OPT_STRING, &c.dtype, "T", "f32 (default), f16 or bf16"},
         {"tied", 0, EC_OPT_FLAG, &c.tied, NULL, "tie lm_head to the embedding (no lm_head)"},
+        {"sparse", 0, EC_OPT_FLAG, &c.sparse, NULL,
+         "sparse file: all zeros except tensor i's first element = i+1 and last = -(i+1) "
+         "(f32 only; for >4 GiB offset tests)"},
         {"help", 'h', EC_OPT_FLAG, &help, NULL, "show this help"},
         {NULL, 0, EC_OPT_END, NULL, NULL, NULL},
     };
