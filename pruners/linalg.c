@@ -118,6 +118,14 @@ bool ec_linalg_has_avx2(void)
     return linalg_get_mode() == 1;
 }
 
+void ec_linalg_allow_avx2(bool allow)
+{
+    __atomic_store_n(&linalg_mode, -1, __ATOMIC_RELAXED);
+    int m = linalg_get_mode();
+    if (!allow && m == 1)
+        __atomic_store_n(&linalg_mode, 0, __ATOMIC_RELAXED);
+}
+
 /* ------------------------------------------------------------------ */
 /* row kernels: acc[j] += a[p] * B[p][j], vectorised along j           */
 

@@ -47,5 +47,8 @@ void ec_sgemm_sub(int64_t m, int64_t n, int64_t k, const float *A, int64_t lda, 
 
 /* True when the fast paths use the AVX2+FMA kernels. */
 bool ec_linalg_has_avx2(void);
+/* Tests: false makes the fast paths use their baseline-ISA kernels even on an
+ * AVX2 machine (no effect under EDGEC_KERNELS=ref). Not thread safe. */
+void ec_linalg_allow_avx2(bool allow);
 
 #endif
