@@ -490,18 +490,16 @@ __attribute__((target("avx2,fma"))) static void syrk_kernel_avx2(int64_t kc, con
 }
 #endif
 
-/* Pack s*X[t0..t0+kc)[panel columns] into [panel][kc][w], zero padded. */
-static void syrk_pack(const float *X, int64_t n, int64_t t0, int64_t kc, float s, int w,
-                      float *dst)
+/* Pack s*X[t0..t0+kc)[c0..c1) into panels of w columns, [panel][kc][w],
+ * zero padded. */
+static void syrk_pack(const float *X, int64_t n, int64_t t0, int64_t kc, int64_t c0, int64_t c1,
+                      float s, int w, float *dst)
 {
-    int64_t n_panels = (n + w - 1) / w;
-#pragma omp parallel for schedule(static)
-    for (int64_t pnl = 0; pnl < n_panels; pnl++) {
-        float *d = dst + pnl * kc * w;
-        int64_t c0 = pnl * w;
-        int64_t cw = n - c0 < w ? n - c0 : w;
+    for (int64_t pc = c0; pc < c1; pc += w) {
+        float *d = dst + ((pc - c0) / w) * kc * w;
+        int64_t cw = c1 - pc < w ? c1 - pc : w;
         for (int64_t p = 0; p < kc; p++) {
-            const float *x = X + (t0 + p) * n + c0;
+            const float *x = X + (t0 + p) * n + pc;
             int64_t q = 0;
             for (; q < cw; q++)
                 d[p * w + q] = s * x[q];
@@ -524,54 +522,68 @@ void ec_ssyrk_upper(float *C, int64_t n, const float *X, int64_t n_tok, float s,
                 C[i * n + j] *= beta;
         return;
     }
-    int64_t kc_max = n_tok < EC_SYRK_KC ? n_tok : EC_SYRK_KC;
-    int64_t np_a = (n + EC_SYRK_MR - 1) / EC_SYRK_MR;
-    int64_t np_b = (n + EC_SYRK_NR - 1) / EC_SYRK_NR;
-    float *pa = malloc(sizeof(float) * (size_t)(np_a * EC_SYRK_MR * kc_max));
-    float *pb = malloc(sizeof(float) * (size_t)(np_b * EC_SYRK_NR * kc_max));
-    if (!pa || !pb) {
-        free(pa);
-        free(pb);
-        ec_ssyrk_upper_ref(C, n, X, n_tok, s, beta);
-        return;
-    }
-    int64_t n_ti = (n + EC_SYRK_MC - 1) / EC_SYRK_MC;
-    int64_t n_tj = (n + EC_SYRK_NC - 1) / EC_SYRK_NC;
-    for (int64_t t0 = 0; t0 < n_tok; t0 += EC_SYRK_KC) {
-        int64_t kc = n_tok - t0 < EC_SYRK_KC ? n_tok - t0 : EC_SYRK_KC;
-        bool first = t0 == 0;
-        syrk_pack(X, n, t0, kc, s, EC_SYRK_MR, pa);
-        syrk_pack(X, n, t0, kc, s, EC_SYRK_NR, pb);
-        /* Tiles (ti, tj) that reach the upper triangle; each is owned by one
-         * thread, so the sum order per element does not depend on threads. */
-#pragma omp parallel for schedule(dynamic, 1) collapse(2)
+    /* Tiles (ti, tj) that reach the upper triangle, in one parallel loop
+     * (one barrier per call: cheap when the cores are shared). Each thread
+     * packs the panels of its own tile for every block of EC_SYRK_KC tokens,
+     * an overhead of (MC + NC) / (MC * NC) per multiply-add. A tile belongs
+     * to one thread and its token blocks run in order, so the sums do not
+     * depend on the thread count. */
+    const int64_t n_ti = (n + EC_SYRK_MC - 1) / EC_SYRK_MC;
+    const int64_t n_tj = (n + EC_SYRK_NC - 1) / EC_SYRK_NC;
+    const int64_t kc_max = n_tok < EC_SYRK_KC ? n_tok : EC_SYRK_KC;
+    bool nomem = false;
+#pragma omp parallel
+    {
+        float *pa = malloc(sizeof(float) * (size_t)(EC_SYRK_MC * kc_max));
+        float *pb = malloc(sizeof(float) * (size_t)(EC_SYRK_NC * kc_max));
+        if (!pa || !pb) {
+#pragma omp atomic write
+            nomem = true;
+        }
+        /* all threads see every allocation result before any tile is touched,
+         * so on failure C is unchanged and the reference can take over */
+#pragma omp barrier
+        bool skip;
+#pragma omp atomic read
+        skip = nomem;
+#pragma omp for schedule(dynamic, 1) collapse(2)
         for (int64_t ti = 0; ti < n_ti; ti++) {
             for (int64_t tj = 0; tj < n_tj; tj++) {
-                int64_t i0 = ti * EC_SYRK_MC, i1 = i0 + EC_SYRK_MC < n ? i0 + EC_SYRK_MC : n;
-                int64_t j0 = tj * EC_SYRK_NC, j1 = j0 + EC_SYRK_NC < n ? j0 + EC_SYRK_NC : n;
-                if (j1 <= i0)
+                const int64_t i0 = ti * EC_SYRK_MC;
+                const int64_t i1 = i0 + EC_SYRK_MC < n ? i0 + EC_SYRK_MC : n;
+                const int64_t j0 = tj * EC_SYRK_NC;
+                const int64_t j1 = j0 + EC_SYRK_NC < n ? j0 + EC_SYRK_NC : n;
+                if (j1 <= i0 || skip)
                     continue;
-                for (int64_t jr = j0; jr < j1; jr += EC_SYRK_NR) {
-                    int nr = (int)(j1 - jr < EC_SYRK_NR ? j1 - jr : EC_SYRK_NR);
-                    const float *b = pb + (jr / EC_SYRK_NR) * kc * EC_SYRK_NR;
-                    for (int64_t ir = i0; ir < i1; ir += EC_SYRK_MR) {
-                        if (jr + nr <= ir)
-                            break; /* this micro tile and the next are below the diagonal */
-                        int mr = (int)(i1 - ir < EC_SYRK_MR ? i1 - ir : EC_SYRK_MR);
-                        const float *a = pa + (ir / EC_SYRK_MR) * kc * EC_SYRK_MR;
-                        float *c = C + ir * n + jr;
+                for (int64_t t0 = 0; t0 < n_tok; t0 += EC_SYRK_KC) {
+                    const int64_t kc = n_tok - t0 < EC_SYRK_KC ? n_tok - t0 : EC_SYRK_KC;
+                    const bool first = t0 == 0;
+                    syrk_pack(X, n, t0, kc, i0, i1, s, EC_SYRK_MR, pa);
+                    syrk_pack(X, n, t0, kc, j0, j1, s, EC_SYRK_NR, pb);
+                    for (int64_t jr = j0; jr < j1; jr += EC_SYRK_NR) {
+                        const int nr = (int)(j1 - jr < EC_SYRK_NR ? j1 - jr : EC_SYRK_NR);
+                        const float *b = pb + ((jr - j0) / EC_SYRK_NR) * kc * EC_SYRK_NR;
+                        for (int64_t ir = i0; ir < i1; ir += EC_SYRK_MR) {
+                            if (jr + nr <= ir)
+                                break; /* this micro tile and the next are below the diagonal */
+                            const int mr = (int)(i1 - ir < EC_SYRK_MR ? i1 - ir : EC_SYRK_MR);
+                            const float *a = pa + ((ir - i0) / EC_SYRK_MR) * kc * EC_SYRK_MR;
+                            float *c = C + ir * n + jr;
 #ifdef EC_LINALG_X86
-                        if (mode == 1) {
-                            syrk_kernel_avx2(kc, a, b, c, n, mr, nr, beta, first);
-                            continue;
-                        }
+                            if (mode == 1) {
+                                syrk_kernel_avx2(kc, a, b, c, n, mr, nr, beta, first);
+                                continue;
+                            }
 #endif
-                        syrk_kernel_base(kc, a, b, c, n, mr, nr, beta, first);
+                            syrk_kernel_base(kc, a, b, c, n, mr, nr, beta, first);
+                        }
                     }
                 }
             }
         }
+        free(pa);
+        free(pb);
     }
-    free(pa);
-    free(pb);
+    if (nomem)
+        ec_ssyrk_upper_ref(C, n, X, n_tok, s, beta);
 }
