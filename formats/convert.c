@@ -46,6 +46,8 @@ enum ec_dtype ec_convert_tensor_type(const char *gguf_name, uint32_t n_dims, enu
 /* The source is mmap'd read-only; once a tensor is written its clean pages
  * are dropped so the resident set follows one tensor, not the whole input
  * (advice only: failure changes nothing). */
+#define CHUNK_ELEMS (4u << 20) /* 16 MiB of F32 per chunk */
+
 static void drop_pages(const uint8_t *data, uint64_t n_bytes)
 {
     long page = sysconf(_SC_PAGESIZE);
@@ -87,14 +89,22 @@ enum ec_status ec_convert_run(const struct ec_convert_opts *opts, struct ec_conv
     for (size_t i = 0; i < n_in; i++)
         inputs[i] = m.source == EC_SRC_HF ? m.st.files[i].path : m.gguf.file.path;
 
+    /* Tensors are streamed in chunks of whole rows of at most CHUNK_ELEMS
+     * elements (or one row when a row is longer), so memory does not follow
+     * the largest tensor. */
     uint64_t max_elems = 0;
     for (size_t i = 0; i < m.n_tensors; i++) {
-        uint64_t n = ec_model_tensor_n_elems(&m.tensors[i]);
-        if (n > max_elems)
-            max_elems = n;
+        const struct ec_model_tensor *t = &m.tensors[i];
+        uint64_t nr = ec_model_tensor_n_rows(t);
+        uint64_t row = nr ? ec_model_tensor_n_elems(t) / nr : 0;
+        uint64_t chunk = row >= CHUNK_ELEMS ? row : (CHUNK_ELEMS / (row ? row : 1)) * row;
+        if (chunk > ec_model_tensor_n_elems(t))
+            chunk = ec_model_tensor_n_elems(t);
+        if (chunk > max_elems)
+            max_elems = chunk;
     }
     if (max_elems > SIZE_MAX / sizeof(float)) {
-        s = ec_fail(d, EC_ERR_NOMEM, "%s: a tensor of %llu elements does not fit in memory",
+        s = ec_fail(d, EC_ERR_NOMEM, "%s: a row of %llu elements does not fit in memory",
                     opts->input, (unsigned long long)max_elems);
         goto out_close;
     }
@@ -127,27 +137,40 @@ enum ec_status ec_convert_run(const struct ec_convert_opts *opts, struct ec_conv
         const struct ec_model_tensor *t = &m.tensors[i];
         enum ec_dtype ty = ec_convert_tensor_type(t->name, t->n_dims, opts->outtype);
         uint64_t n = ec_model_tensor_n_elems(t);
-        s = ec_model_tensor_read_f32(&m, t, f32, d);
-        if (s != EC_OK)
-            goto out_writer;
-        const void *out = f32;
-        size_t out_bytes = (size_t)n * sizeof(float);
-        if (ty == EC_F16) {
-            ec_fp32_to_fp16_row(f32, half, (size_t)n);
-            out = half;
-            out_bytes = (size_t)n * 2;
-        } else if (ty == EC_BF16) {
-            ec_fp32_to_bf16_row(f32, half, (size_t)n);
-            out = half;
-            out_bytes = (size_t)n * 2;
+        uint64_t n_rows = ec_model_tensor_n_rows(t);
+        uint64_t row_elems = n_rows ? n / n_rows : 0;
+        uint64_t rows_per_chunk = row_elems ? max_elems / row_elems : n_rows;
+        if (rows_per_chunk == 0)
+            rows_per_chunk = 1;
+        for (uint64_t r0 = 0; r0 < n_rows; r0 += rows_per_chunk) {
+            uint64_t nr = n_rows - r0 < rows_per_chunk ? n_rows - r0 : rows_per_chunk;
+            size_t ne = (size_t)(nr * row_elems);
+            s = ec_model_tensor_read_rows_f32(&m, t, r0, nr, f32, d);
+            if (s != EC_OK)
+                goto out_writer;
+            const void *out = f32;
+            size_t out_bytes = ne * sizeof(float);
+            if (ty == EC_F16) {
+                ec_fp32_to_fp16_row(f32, half, ne);
+                out = half;
+                out_bytes = ne * 2;
+            } else if (ty == EC_BF16) {
+                ec_fp32_to_bf16_row(f32, half, ne);
+                out = half;
+                out_bytes = ne * 2;
+            }
+            s = ec_gguf_writer_write(w, out, out_bytes, d);
+            if (s != EC_OK)
+                goto out_writer;
+            res->data_bytes += out_bytes;
+            if (!t->permute_heads && n_rows) { /* permuted rows are dropped with the tensor */
+                uint64_t src_rb = t->n_bytes / n_rows;
+                drop_pages(t->data + r0 * src_rb, nr * src_rb);
+            }
         }
-        s = ec_gguf_writer_write(w, out, out_bytes, d);
-        if (s != EC_OK)
-            goto out_writer;
         drop_pages(t->data, t->n_bytes);
         res->n_tensors++;
         res->n_params += n;
-        res->data_bytes += out_bytes;
         if (opts->progress)
             opts->progress(opts->progress_ctx, res->n_tensors, m.n_tensors, res->data_bytes);
     }

@@ -382,8 +382,16 @@ static void row_to_f32(enum ec_dtype type, const uint8_t *src, float *dst, size_
     }
 }
 
-enum ec_status ec_model_tensor_read_f32(const struct ec_model *m, const struct ec_model_tensor *t,
-                                        float *dst, struct ec_diag *d)
+uint64_t ec_model_tensor_n_rows(const struct ec_model_tensor *t)
+{
+    uint64_t n_rows, row_elems;
+    row_geometry(t, &n_rows, &row_elems);
+    return n_rows;
+}
+
+enum ec_status ec_model_tensor_read_rows_f32(const struct ec_model *m,
+                                             const struct ec_model_tensor *t, uint64_t row0,
+                                             uint64_t n, float *dst, struct ec_diag *d)
 {
     (void)m;
     enum ec_status s = check_readable(t, true, d);
@@ -391,16 +399,26 @@ enum ec_status ec_model_tensor_read_f32(const struct ec_model *m, const struct e
         return s;
     uint64_t n_rows, row_elems;
     row_geometry(t, &n_rows, &row_elems);
+    if (row0 > n_rows || n > n_rows - row0)
+        return ec_fail(d, EC_ERR_INTERNAL, "%s: tensor '%s': rows %llu..%llu outside its %llu rows",
+                       t->src_file, t->name, (unsigned long long)row0,
+                       (unsigned long long)(row0 + n), (unsigned long long)n_rows);
     size_t eb = elem_bytes(t->dtype);
     uint64_t perm_rows = t->n_dims >= 2 ? t->ne[1] : t->ne[0];
-    for (uint64_t r = 0; r < n_rows; r++) {
-        uint64_t sr = r;
+    for (uint64_t k = 0; k < n; k++) {
+        uint64_t r = row0 + k, sr = r;
         if (t->permute_heads) {
             uint64_t base = (r / perm_rows) * perm_rows;
             sr = base + src_row(t, r % perm_rows, perm_rows);
         }
-        row_to_f32(t->dtype, t->data + sr * row_elems * eb, dst + r * row_elems,
+        row_to_f32(t->dtype, t->data + sr * row_elems * eb, dst + k * row_elems,
                    (size_t)row_elems);
     }
     return EC_OK;
+}
+
+enum ec_status ec_model_tensor_read_f32(const struct ec_model *m, const struct ec_model_tensor *t,
+                                        float *dst, struct ec_diag *d)
+{
+    return ec_model_tensor_read_rows_f32(m, t, 0, ec_model_tensor_n_rows(t), dst, d);
 }

@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 build=${1:-build}
 work=${2:-$(mktemp -d /tmp/edgec-bench-XXXXXX)}
 shape=${EDGEC_BENCH_SHAPE:---hidden 2048 --ffn 5632 --layers 22 --heads 32 --kv-heads 4 --vocab 32000}
-gen="$build/edgec-genmodel"
+gen="$build/tests/tools/edgec-genmodel"
 edgec="$build/edgec"
 [ -x "$gen" ] && [ -x "$edgec" ] || { echo "bench_convert: build first (ninja -C $build)" >&2; exit 4; }
 command -v /usr/bin/time >/dev/null || { echo "bench_convert: needs GNU time (apt-get install time)" >&2; exit 4; }

@@ -123,6 +123,14 @@ const struct ec_model_tensor *ec_model_find(const struct ec_model *m, const char
  * dequantize through quantizers/). */
 enum ec_status ec_model_tensor_read_f32(const struct ec_model *m, const struct ec_model_tensor *t,
                                         float *dst, struct ec_diag *d);
+/* Rows of a tensor: ne[1]*ne[2]*... for a matrix (row = ne[0] elements); for
+ * a permuted vector (a q/k bias) each element is a row. */
+uint64_t ec_model_tensor_n_rows(const struct ec_model_tensor *t);
+/* Read rows [row0, row0+n) as F32 into dst (n x row length), permutation
+ * applied: lets callers stream a tensor in bounded chunks. */
+enum ec_status ec_model_tensor_read_rows_f32(const struct ec_model *m,
+                                             const struct ec_model_tensor *t, uint64_t row0,
+                                             uint64_t n, float *dst, struct ec_diag *d);
 /* Copy raw bytes in GGUF layout (permutation applied, dtype unchanged). */
 enum ec_status ec_model_tensor_read_raw(const struct ec_model *m, const struct ec_model_tensor *t,
                                         void *dst, struct ec_diag *d);

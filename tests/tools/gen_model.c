@@ -347,8 +347,11 @@ static int write_weights(const char *dir, const struct cfg *c, enum ec_dtype dt)
         ADD("lm_head.weight", 2, (uint64_t)c->hidden, (uint64_t)c->vocab, s_h);
 #undef ADD
 
-    if (c->sparse)
-        return write_sparse(dir, sp, n, dt);
+    if (c->sparse) {
+        int src = write_sparse(dir, sp, n, dt);
+        free(sp);
+        return src;
+    }
 
     struct ec_diag d;
     ec_diag_clear(&d);
