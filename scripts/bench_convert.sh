@@ -17,6 +17,7 @@ edgec="$build/edgec"
 [ -x "$gen" ] && [ -x "$edgec" ] || { echo "bench_convert: build first (ninja -C $build)" >&2; exit 4; }
 command -v /usr/bin/time >/dev/null || { echo "bench_convert: needs GNU time (apt-get install time)" >&2; exit 4; }
 
+mkdir -p "$work"
 model="$work/model"
 if [ ! -f "$model/model.safetensors" ]; then
     echo "generating checkpoint ($shape, f32, seed 1) in $model" >&2
