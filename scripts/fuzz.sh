@@ -33,18 +33,27 @@ if [ -d "$shared/models" ]; then
     sp_model) for m in "$shared"/models/*/tokenizer.model; do cp -n "$m" "$corpus/$(basename "$(dirname "$m")").model"; done ;;
     tokenizer_json) for m in "$shared"/models/tinystories-656K/tokenizer.json "$shared"/models/stories260K/tokenizer.json; do
                         cp -n "$m" "$corpus/$(basename "$(dirname "$m")").json"; done ;;
-    safetensors) cp -n "$shared"/models/stories260K/model.safetensors "$corpus/stories260K.safetensors" ;;
-    gguf) if [ -x build/edgec ] && [ ! -f "$corpus/stories260K.gguf" ]; then
-              build/edgec convert "$shared/models/stories260K" -o "$corpus/stories260K.gguf" -q --outtype f16 || true
-          fi ;;
+    safetensors | gguf)
+        # small, structurally complete seeds (a few KB) keep the exec rate high
+        gen=build/tests/tools/edgec-genmodel
+        if [ -x "$gen" ] && [ -x build/edgec ] && [ ! -f "$corpus/tiny.gguf" ]; then
+            tiny=$(mktemp -d)
+            "$gen" "$tiny/m" --hidden 16 --ffn 32 --layers 1 --heads 2 --kv-heads 1 --vocab 300 >/dev/null &&
+                cp "$tiny/m/model.safetensors" "$bdir/corpus/safetensors/tiny.safetensors" 2>/dev/null
+            build/edgec convert "$tiny/m" -o "$tiny/tiny.gguf" -q --outtype f16 &&
+                mkdir -p "$bdir/corpus/gguf" && cp "$tiny/tiny.gguf" "$bdir/corpus/gguf/tiny.gguf"
+            rm -rf "$tiny"
+        fi ;;
     esac
 fi
 export ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 log="$bdir/fuzz_$target.log"
+maxlen=65536
+[ "$target" = tokenizer_json ] && maxlen=262144 # real tokenizer.json files are ~90 KB
 set +e
 "$bdir/tests/fuzz/fuzz_$target" "$corpus" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
-    -max_len=1048576 -artifact_prefix="$crashes/" -print_final_stats=1 >"$log" 2>&1
+    -max_len="$maxlen" -artifact_prefix="$crashes/" -print_final_stats=1 >"$log" 2>&1
 rc=$?
 set -e
 runs=$(grep -Eo 'Done [0-9]+ runs' "$log" | tail -1 | grep -Eo '[0-9]+' || echo 0)
