@@ -51,6 +51,7 @@ struct ec_hparams {
     bool attn_qkv_bias;      /* q/k/v projections have biases (Qwen2) */
     bool attn_out_bias;      /* o_proj has a bias */
     uint32_t sliding_window; /* Mistral (0 = none) */
+    bool mlp_bias;           /* gate/up/down projections have biases (Llama mlp_bias) */
 };
 
 enum ec_vocab_type { EC_VOCAB_NONE = 0, EC_VOCAB_SPM = 1 /* GGUF "llama" */, EC_VOCAB_BPE = 2 /* GGUF "gpt2" */ };
@@ -73,6 +74,13 @@ struct ec_vocab {
     bool has_add_bos, has_add_eos; /* whether the flags were given at all */
     bool add_space_prefix;         /* SPM: prepend "▁" (default true) */
     bool has_add_space_prefix;
+    /* SPM vocabularies read from an HF tokenizer.json (BPE with byte_fallback):
+     * the merge list, used only by the tokenizer (scores there are the constant
+     * -1000 llama.cpp's LlamaHfVocab writes). Never written to GGUF. */
+    uint32_t n_spm_merges;
+    char **spm_merges;     /* [n_spm_merges] "a b", owned, or NULL */
+    char *note;            /* remark from loading worth a warning (e.g. unidentified
+                            * pre-tokenizer), owned, or NULL */
 };
 
 void ec_vocab_release(struct ec_vocab *v);
@@ -146,6 +154,11 @@ enum ec_status ec_vocab_from_gguf(struct ec_vocab *v, const struct ec_gguf *g, s
 /* HF tensor name -> GGUF name ("model.layers.3.self_attn.q_proj.weight" ->
  * "blk.3.attn_q.weight"). Returns a heap string or NULL for unknown names. */
 char *ec_hf_to_gguf_name(const char *hf_name);
+/* The reverse ("blk.3.attn_q.weight" -> "model.layers.3.self_attn.q_proj.weight"),
+ * for writing HF folders. Heap string or NULL for unknown names. */
+char *ec_gguf_to_hf_name(const char *gguf_name);
+/* Names llama.cpp's converter drops before mapping (rotary_emb.inv_freq, ...). */
+bool ec_hf_name_ignorable(const char *hf_name);
 
 /* Write the general.* / <arch>.* / tokenizer.ggml.* keys as llama.cpp's
  * converter does, in its order. file_type = llama_ftype number. */
