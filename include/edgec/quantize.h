@@ -199,8 +199,11 @@ struct ec_quantize_opts {
     bool leave_output_tensor;
     bool allow_requantize;
     bool dry_run;
-    int n_threads;            /* 0 = OpenMP default */
-    bool progress;            /* draw a progress bar on stderr */
+    int n_threads;            /* > 0: omp_set_num_threads (process-wide); 0 = default */
+    /* optional, called after each tensor from the calling thread */
+    void (*progress)(void *ctx, uint64_t tensors_done, uint64_t tensors_total,
+                     uint64_t src_bytes_done);
+    void *progress_ctx;
 };
 
 struct ec_quantize_tensor_result {
