@@ -90,11 +90,6 @@ static bool is_plain_float(enum ec_dtype t)
     return t == EC_F32 || t == EC_F16 || t == EC_BF16;
 }
 
-static bool ends_with(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && strcmp(s + n - k, suffix) == 0;
-}
 
 static enum ec_status add_tensor(struct ec_model *m, size_t *cap, const struct ec_st_tensor *st,
                                  const char *gguf_name, struct ec_diag *d)
