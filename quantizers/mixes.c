@@ -501,6 +501,8 @@ void ec_quant_plan_release(struct ec_quant_plan *p)
     for (size_t i = 0; i < p->n_warnings; i++)
         free(p->warnings[i]);
     free(p->warnings);
+    for (size_t i = 0; i < p->n; i++)
+        free(p->entries[i].name);
     free(p->entries);
     memset(p, 0, sizeof *p);
 }
@@ -576,7 +578,11 @@ enum ec_status ec_quant_plan_build(struct ec_quant_plan *p, const struct ec_plan
             goto out_free;
         }
         e->src_index = i;
-        e->name = t->name;
+        e->name = strdup(t->name);
+        if (!e->name) {
+            st = ec_fail(d, EC_ERR_NOMEM, "out of memory for the plan");
+            goto out_free;
+        }
         e->src_type = t->type;
         e->n_dims = t->n_dims;
         e->n_elems = 1;

@@ -304,12 +304,12 @@ enum ec_status ec_quantize_run(const struct ec_quantize_opts *o, struct ec_quant
                             t->src_file, t->name, ec_dtype_name(t->dtype));
                 goto out_close;
             }
-            if (!ec_qk_can_quantize(e->type)) {
+            if (!o->dry_run && !ec_qk_can_quantize(e->type)) {
                 s = ec_fail(d, EC_ERR_UNSUPPORTED, "tensor '%s': no quantizer for %s", e->name,
                             ec_dtype_name(e->type));
                 goto out_close;
             }
-            if (si && si->is_quantized && !ec_qk_can_dequantize(t->dtype)) {
+            if (!o->dry_run && si && si->is_quantized && !ec_qk_can_dequantize(t->dtype)) {
                 s = ec_fail(d, EC_ERR_UNSUPPORTED, "%s: tensor '%s': no dequantizer for %s",
                             t->src_file, t->name, ec_dtype_name(t->dtype));
                 goto out_close;

@@ -277,8 +277,13 @@ int ec_cmd_quantize(int argc, char **argv)
         ec_quantize_result_release(&r);
         goto out;
     }
-    for (size_t i = 0; i < r.plan.n_warnings; i++)
+    /* llama-quantize prints every fallback; keep the default output short */
+    const size_t max_warn = ec_log_level() == EC_LOG_VERBOSE ? r.plan.n_warnings : 5;
+    for (size_t i = 0; i < r.plan.n_warnings && i < max_warn; i++)
         ec_log_warn("%s", r.plan.warnings[i]);
+    if (r.plan.n_warnings > max_warn)
+        ec_log_warn("... and %zu more fallback warnings (-v lists them)",
+                    r.plan.n_warnings - max_warn);
     if (ec_log_level() == EC_LOG_VERBOSE) {
         for (size_t i = 0; i < r.plan.n; i++) {
             const struct ec_plan_entry *e = &r.plan.entries[i];

@@ -141,7 +141,7 @@ enum ec_plan_flag {
 
 struct ec_plan_entry {
     size_t src_index;      /* index in the caller's input array */
-    const char *name;      /* borrowed from the input */
+    char *name;            /* owned copy of the input's name */
     enum ec_dtype src_type;
     enum ec_dtype wanted;  /* type before the row-length fallback */
     enum ec_dtype type;    /* final type */
