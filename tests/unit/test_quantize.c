@@ -1,0 +1,417 @@
+/* tests/unit/test_quantize.c: edgec quantize against llama-quantize.
+ *
+ * For each model with a golden (golden/quantize/<M>.json) and each of its
+ * runs (14 types + 2 imatrix runs, llama-quantize on the F32 GGUF of the HF
+ * folder), quantize the HF folder models/<M> with the library, read the
+ * output back with the GGUF reader and compare every tensor (name, order,
+ * type, ne, sha256 of its bytes) and every kv llama-quantize wrote (key,
+ * order, type, value; arrays through sha256 of their raw payload). edgec's
+ * own keys (edgec.quantize.*) follow llama-quantize's. Runs llama-quantize
+ * refused (stories260K with 32-block types) must succeed in edgec with F16
+ * for the refused tensors and the mix type elsewhere.
+ *
+ * A table model x run -> identical / different (first differing tensor) is
+ * printed to stderr.
+ */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "edgec/gguf.h"
+#include "edgec/io.h"
+#include "edgec/quantize.h"
+#include "edgec/sha256.h"
+#include "quantizers/quantize_kernels.h"
+
+static cJSON *load_json(const char *path)
+{
+    char *text = NULL;
+    size_t len = 0;
+    struct ec_diag d;
+    ec_diag_clear(&d);
+    cr_assert_eq(ec_read_file(path, 64u << 20, &text, &len, &d), EC_OK, "%s", d.msg);
+    cJSON *j = cJSON_ParseWithLength(text, len);
+    free(text);
+    cr_assert_not_null(j, "%s: malformed JSON", path);
+    return j;
+}
+
+static const char *jstr(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    cr_assert(cJSON_IsString(v), "golden: key '%s' is not a string", k);
+    return v->valuestring;
+}
+
+/* One kv against its golden entry; writes a reason into why on a difference. */
+static bool kv_matches(const struct ec_gguf_kv *kv, const cJSON *gk, char *why, size_t cap)
+{
+    const char *key = jstr(gk, "key");
+    const char *type = jstr(gk, "type");
+    const cJSON *val = cJSON_GetObjectItemCaseSensitive(gk, "value");
+    if (strcmp(kv->key, key) != 0) {
+        snprintf(why, cap, "kv key '%s', golden '%s'", kv->key, key);
+        return false;
+    }
+    if (strcmp(ec_gguf_type_name(kv->type), type) != 0) {
+        snprintf(why, cap, "kv '%s' type %s, golden %s", key, ec_gguf_type_name(kv->type), type);
+        return false;
+    }
+    switch (kv->type) {
+    case EC_GGUF_STRING:
+        if (!cJSON_IsString(val) || strlen(val->valuestring) != kv->v.str.len ||
+            memcmp(val->valuestring, kv->v.str.data, kv->v.str.len) != 0) {
+            snprintf(why, cap, "kv '%s' = '%.*s', golden '%s'", key, (int)kv->v.str.len,
+                     kv->v.str.data, cJSON_IsString(val) ? val->valuestring : "?");
+            return false;
+        }
+        return true;
+    case EC_GGUF_BOOL:
+        if ((kv->v.u64 != 0) != (bool)cJSON_IsTrue(val)) {
+            snprintf(why, cap, "kv '%s' bool differs", key);
+            return false;
+        }
+        return true;
+    case EC_GGUF_F32: {
+        float f = (float)kv->v.f64;
+        uint32_t bits;
+        memcpy(&bits, &f, 4);
+        char hex[16];
+        snprintf(hex, sizeof hex, "0x%08x", bits);
+        if (strcmp(hex, jstr(gk, "bits")) != 0) {
+            snprintf(why, cap, "kv '%s' bits %s, golden %s", key, hex, jstr(gk, "bits"));
+            return false;
+        }
+        return true;
+    }
+    case EC_GGUF_ARRAY: {
+        const cJSON *raw = cJSON_GetObjectItemCaseSensitive(gk, "sha256_raw");
+        if (!cJSON_IsString(raw)) {
+            snprintf(why, cap, "kv '%s': short arrays are not compared by this test", key);
+            return false;
+        }
+        char hex[65];
+        ec_sha256_hex(kv->arr_data, (size_t)kv->arr_bytes, hex);
+        if (strcmp(hex, raw->valuestring) != 0) {
+            snprintf(why, cap, "kv '%s' payload differs", key);
+            return false;
+        }
+        return true;
+    }
+    default: {
+        bool is_signed = kv->type == EC_GGUF_I8 || kv->type == EC_GGUF_I16 ||
+                         kv->type == EC_GGUF_I32 || kv->type == EC_GGUF_I64;
+        double v = is_signed ? (double)kv->v.i64 : (double)kv->v.u64;
+        if (!cJSON_IsNumber(val) || v != val->valuedouble) {
+            snprintf(why, cap, "kv '%s' = %.0f, golden %.0f", key, v,
+                     cJSON_IsNumber(val) ? val->valuedouble : -1.0);
+            return false;
+        }
+        return true;
+    }
+    }
+}
+
+struct row {
+    char label[32];
+    char verdict[200];
+    bool ok;
+};
+
+/* Quantize one golden run and compare; fills r. */
+static void check_run(const char *model, const char *model_dir, const cJSON *run,
+                      const char *tmp, struct row *rw)
+{
+    const char *label = jstr(run, "label");
+    snprintf(rw->label, sizeof rw->label, "%s", label);
+    struct ec_quantize_opts o = {.output_tensor_type = EC_DTYPE_UNSET,
+                                 .token_embedding_type = EC_DTYPE_UNSET};
+    cr_assert(ec_ftype_from_name(jstr(run, "ftype"), &o.ftype), "%s: ftype", label);
+    char out[4096], imat_rel[512];
+    snprintf(out, sizeof out, "%s/%s-%s.gguf", tmp, model, label);
+    o.input = model_dir;
+    o.output = out;
+    if (cJSON_IsTrue(cJSON_GetObjectItem(run, "imatrix"))) {
+        /* the path exactly as llama-quantize was given it (quantize.imatrix.file) */
+        snprintf(imat_rel, sizeof imat_rel, "work/%s/%s.imatrix.dat", model, model);
+        o.imatrix_file = imat_rel;
+    }
+    struct ec_quantize_result r;
+    struct ec_diag d;
+    ec_diag_clear(&d);
+    enum ec_status st = ec_quantize_run(&o, &r, &d);
+    cr_assert_eq(st, EC_OK, "%s %s: %s", model, label, d.msg);
+
+    struct ec_gguf g;
+    cr_assert_eq(ec_gguf_open(&g, out, &d), EC_OK, "%s", d.msg);
+    cr_assert_eq(g.n_tensors, r.plan.n);
+    /* what the reader sees is what the driver hashed */
+    for (size_t i = 0; i < g.n_tensors; i++) {
+        char hex[65];
+        ec_sha256_hex(g.tensors[i].data, (size_t)g.tensors[i].n_bytes, hex);
+        cr_assert_str_eq(hex, r.tensors[i].sha256, "%s %s: '%s'", model, label,
+                         g.tensors[i].name);
+    }
+
+    rw->ok = true;
+    snprintf(rw->verdict, sizeof rw->verdict, "identical");
+    if (cJSON_GetObjectItem(run, "exit_code")->valueint != 0) {
+        /* llama-quantize refused; edgec writes F16 where no 32-block fits */
+        size_t n_f16 = 0;
+        for (size_t i = 0; i < g.n_tensors; i++) {
+            const struct ec_gguf_tensor_info *t = &g.tensors[i];
+            if (t->n_dims >= 2 && t->ne[0] % 32 != 0) {
+                cr_assert_eq(t->type, EC_F16, "%s %s: '%s'", model, label, t->name);
+                n_f16++;
+            }
+        }
+        cr_assert(r.plan.llama_refuses);
+        cr_assert_gt(n_f16, 0);
+        snprintf(rw->verdict, sizeof rw->verdict,
+                 "llama-quantize refused; edgec wrote %zu F16 fallback tensors", n_f16);
+        goto out;
+    }
+
+    const cJSON *gts = cJSON_GetObjectItem(run, "tensors");
+    if ((size_t)cJSON_GetArraySize(gts) != g.n_tensors) {
+        rw->ok = false;
+        snprintf(rw->verdict, sizeof rw->verdict, "%llu tensors, golden %d",
+                 (unsigned long long)g.n_tensors, cJSON_GetArraySize(gts));
+        goto out;
+    }
+    for (size_t i = 0; i < g.n_tensors && rw->ok; i++) {
+        const struct ec_gguf_tensor_info *t = &g.tensors[i];
+        const cJSON *gt = cJSON_GetArrayItem(gts, (int)i);
+        char hex[65];
+        ec_sha256_hex(t->data, (size_t)t->n_bytes, hex);
+        if (strcmp(t->name, jstr(gt, "name")) != 0) {
+            rw->ok = false;
+            snprintf(rw->verdict, sizeof rw->verdict, "tensor #%zu is '%s', golden '%s'", i,
+                     t->name, jstr(gt, "name"));
+        } else if (strcmp(ec_dtype_name(t->type), jstr(gt, "type")) != 0) {
+            rw->ok = false;
+            snprintf(rw->verdict, sizeof rw->verdict, "'%s' type %s, golden %s", t->name,
+                     ec_dtype_name(t->type), jstr(gt, "type"));
+        } else if (strcmp(hex, jstr(gt, "sha256")) != 0) {
+            rw->ok = false;
+            snprintf(rw->verdict, sizeof rw->verdict, "'%s' (%s) bytes differ", t->name,
+                     ec_dtype_name(t->type));
+        }
+    }
+    if (!rw->ok)
+        goto out;
+
+    /* llama-quantize's kvs, in order, then only edgec's recipe keys */
+    const cJSON *gkv = cJSON_GetObjectItem(run, "kv");
+    size_t n_gkv = (size_t)cJSON_GetArraySize(gkv);
+    if (g.n_kv < n_gkv) {
+        rw->ok = false;
+        snprintf(rw->verdict, sizeof rw->verdict, "tensors identical; %llu kvs, golden %zu",
+                 (unsigned long long)g.n_kv, n_gkv);
+        goto out;
+    }
+    for (size_t i = 0; i < n_gkv; i++) {
+        char why[160];
+        if (!kv_matches(&g.kv[i], cJSON_GetArrayItem(gkv, (int)i), why, sizeof why)) {
+            rw->ok = false;
+            snprintf(rw->verdict, sizeof rw->verdict, "tensors identical; %s", why);
+            goto out;
+        }
+    }
+    for (size_t i = n_gkv; i < g.n_kv; i++)
+        cr_assert(strncmp(g.kv[i].key, "edgec.quantize.", 15) == 0, "extra key '%s'",
+                  g.kv[i].key);
+    snprintf(rw->verdict, sizeof rw->verdict, "identical (%llu tensors, %zu llama kvs)",
+             (unsigned long long)g.n_tensors, n_gkv);
+out:
+    ec_gguf_close(&g);
+    ec_quantize_result_release(&r);
+    remove(out);
+}
+
+static void check_model(const char *model, const char *only)
+{
+    char rel[256];
+    snprintf(rel, sizeof rel, "golden/quantize/%s.json", model);
+    char *jpath = ec_test_shared(rel);
+    snprintf(rel, sizeof rel, "models/%s", model);
+    char *mdir = ec_test_shared(rel);
+    snprintf(rel, sizeof rel, "golden/quantize/%s.imatrix.dat", model);
+    char *dat = ec_test_shared(rel);
+    if (!ec_qk_can_quantize(EC_Q4_K) || !ec_qk_can_quantize(EC_Q8_0))
+        cr_skip_test("block kernels are not built into this tree yet");
+    cJSON *j = load_json(jpath);
+
+    /* work/<M>/<M>.imatrix.dat -> the golden file, so that the relative path
+     * given to edgec is the one llama-quantize was given */
+    char *tmp = ec_test_tmpdir();
+    char buf[4096];
+    cr_assert_eq(chdir(tmp), 0);
+    cr_assert_eq(mkdir("work", 0755), 0);
+    snprintf(buf, sizeof buf, "work/%s", model);
+    cr_assert_eq(mkdir(buf, 0755), 0);
+    snprintf(buf, sizeof buf, "work/%s/%s.imatrix.dat", model, model);
+    cr_assert_eq(symlink(dat, buf), 0);
+
+    struct row rows[32];
+    size_t n = 0;
+    const cJSON *run;
+    cJSON_ArrayForEach(run, cJSON_GetObjectItem(j, "runs"))
+    {
+        const char *label = jstr(run, "label");
+        bool imat = strstr(label, "-imat") != NULL;
+        if (only && ((strcmp(only, "imat") == 0) != imat))
+            continue;
+        cr_assert_lt(n, 32);
+        check_run(model, mdir, run, tmp, &rows[n++]);
+    }
+    size_t n_bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        fprintf(stderr, "quantize %-20s %-12s %s\n", model, rows[i].label, rows[i].verdict);
+        n_bad += !rows[i].ok;
+    }
+    cr_assert_gt(n, 0);
+    cr_assert_eq(n_bad, 0, "%s: %zu of %zu runs differ from llama-quantize (table on stderr)",
+                 model, n_bad, n);
+
+    unlink(buf);
+    snprintf(buf, sizeof buf, "work/%s", model);
+    rmdir(buf);
+    rmdir("work");
+    rmdir(tmp);
+    free(tmp);
+    cJSON_Delete(j);
+    free(jpath);
+    free(mdir);
+    free(dat);
+}
+
+Test(quantize, stories_student_256_types_match_llama_quantize, .timeout = 60)
+{
+    check_model("stories-student-256", "plain");
+}
+
+Test(quantize, stories_student_256_imatrix_runs_match_llama_quantize, .timeout = 60)
+{
+    check_model("stories-student-256", "imat");
+}
+
+Test(quantize, stories260K_every_run_matches_llama_quantize_or_falls_back, .timeout = 60)
+{
+    check_model("stories260K", NULL);
+}
+
+/* F16/BF16 need no block kernel: every tensor must equal the converter's
+ * F16/BF16 GGUF (llama-quantize F16 of the F32 GGUF rounds the same way). */
+static void check_plain(const char *model, const char *type)
+{
+    char rel[256];
+    snprintf(rel, sizeof rel, "golden/convert/%s.json", model);
+    char *jpath = ec_test_shared(rel);
+    snprintf(rel, sizeof rel, "models/%s", model);
+    char *mdir = ec_test_shared(rel);
+    cJSON *j = load_json(jpath);
+    const cJSON *gf = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "files"), type);
+    const cJSON *gts = cJSON_GetObjectItem(gf, "tensors");
+    char *tmp = ec_test_tmpdir();
+    char out[4096];
+    snprintf(out, sizeof out, "%s/q.gguf", tmp);
+    struct ec_quantize_opts o = {.input = mdir,
+                                 .output = out,
+                                 .output_tensor_type = EC_DTYPE_UNSET,
+                                 .token_embedding_type = EC_DTYPE_UNSET};
+    cr_assert(ec_ftype_from_name(type, &o.ftype));
+    struct ec_quantize_result r;
+    struct ec_diag d;
+    ec_diag_clear(&d);
+    cr_assert_eq(ec_quantize_run(&o, &r, &d), EC_OK, "%s", d.msg);
+    struct ec_gguf g;
+    cr_assert_eq(ec_gguf_open(&g, out, &d), EC_OK, "%s", d.msg);
+    cr_assert_eq((int)g.n_tensors, cJSON_GetArraySize(gts));
+    uint64_t ft = 99;
+    cr_assert(ec_gguf_get_u64(&g, "general.file_type", &ft));
+    cr_assert_eq(ft, (uint64_t)o.ftype);
+    const cJSON *gt;
+    cJSON_ArrayForEach(gt, gts)
+    {
+        const struct ec_gguf_tensor_info *t = ec_gguf_find_tensor(&g, jstr(gt, "name"));
+        cr_assert_not_null(t, "%s %s: no '%s'", model, type, jstr(gt, "name"));
+        cr_assert_str_eq(ec_dtype_name(t->type), jstr(gt, "type"), "%s", t->name);
+        char hex[65];
+        ec_sha256_hex(t->data, (size_t)t->n_bytes, hex);
+        cr_assert_str_eq(hex, jstr(gt, "sha256"), "%s %s: '%s' bytes differ", model, type,
+                         t->name);
+    }
+    ec_gguf_close(&g);
+    ec_quantize_result_release(&r);
+    remove(out);
+    rmdir(tmp);
+    free(tmp);
+    cJSON_Delete(j);
+    free(jpath);
+    free(mdir);
+}
+
+Test(quantize, f16_and_bf16_match_the_converter_tensor_for_tensor)
+{
+    check_plain("stories260K", "F16");
+    check_plain("stories260K", "BF16");
+    check_plain("stories-student-256", "F16");
+}
+
+Test(quantize, dry_run_writes_nothing_and_reports_sizes)
+{
+    char *mdir = ec_test_shared("models/stories260K");
+    char *tmp = ec_test_tmpdir();
+    char out[4096];
+    snprintf(out, sizeof out, "%s/never.gguf", tmp);
+    struct ec_quantize_opts o = {.input = mdir,
+                                 .output = out,
+                                 .ftype = EC_FTYPE_MOSTLY_Q8_0,
+                                 .dry_run = true,
+                                 .output_tensor_type = EC_DTYPE_UNSET,
+                                 .token_embedding_type = EC_DTYPE_UNSET};
+    struct ec_quantize_result r;
+    struct ec_diag d;
+    ec_diag_clear(&d);
+    cr_assert_eq(ec_quantize_run(&o, &r, &d), EC_OK, "%s", d.msg);
+    cr_assert_not(ec_path_exists(out));
+    cr_assert_eq(r.plan.n, 47);
+    cr_assert(r.plan.llama_refuses);
+    cr_assert_eq(r.plan.n_fallback, 5);
+    cr_assert_lt(r.plan.dst_bytes_total, r.plan.src_bytes_total);
+    ec_quantize_result_release(&r);
+
+    /* an imatrix entry of the wrong length is an error naming it */
+    o.imatrix_file = "/nonexistent/x.dat";
+    cr_assert_eq(ec_quantize_run(&o, &r, &d), EC_ERR_IO);
+    ec_quantize_result_release(&r);
+    rmdir(tmp);
+    free(tmp);
+    free(mdir);
+}
+
+Test(quantize, imatrix_of_another_model_is_refused_with_the_entry_named)
+{
+    char *mdir = ec_test_shared("models/stories260K");
+    char *dat = ec_test_shared("golden/quantize/stories-student-256.imatrix.dat");
+    struct ec_quantize_opts o = {.input = mdir,
+                                 .ftype = EC_FTYPE_MOSTLY_Q4_K_M,
+                                 .dry_run = true,
+                                 .imatrix_file = dat,
+                                 .output_tensor_type = EC_DTYPE_UNSET,
+                                 .token_embedding_type = EC_DTYPE_UNSET};
+    struct ec_quantize_result r;
+    struct ec_diag d;
+    ec_diag_clear(&d);
+    cr_assert_eq(ec_quantize_run(&o, &r, &d), EC_ERR_FORMAT);
+    cr_assert(strstr(d.msg, "stories-student-256.imatrix.dat: entry 'blk."), "%s", d.msg);
+    cr_assert(strstr(d.msg, "values, but the tensor needs"), "%s", d.msg);
+    ec_quantize_result_release(&r);
+    free(mdir);
+    free(dat);
+}
