@@ -101,6 +101,8 @@ static enum ec_status write_kvs(const struct ec_model *m, struct ec_gguf_writer 
             return s;
     }
 
+    if (o->no_recipe)
+        return EC_OK;
     if ((s = ec_gguf_writer_add_str(w, "edgec.quantize.version", EDGEC_VERSION, d)) ||
         (s = ec_gguf_writer_add_str(w, "edgec.quantize.type", ec_ftype_name(o->ftype), d)))
         return s;

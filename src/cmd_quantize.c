@@ -34,8 +34,9 @@ static const char description[] =
     "acts as llama-quantize's substring match.\n"
     "\n"
     "The output gets llama-quantize's metadata (general.file_type, quantize.imatrix.*) plus\n"
-    "edgec.quantize.* recipe keys. With --dry-run nothing is written; the plan and sizes are\n"
-    "printed. Results go to stdout (--json: plan and per-tensor results), warnings to stderr.";
+    "edgec.quantize.* recipe keys (--no-recipe omits them, making the file byte-identical to\n"
+    "llama-quantize's). With --dry-run nothing is written; the plan and sizes are printed.\n"
+    "Results go to stdout (--json: plan and per-tensor results), warnings to stderr.";
 
 static void on_progress(void *ctx, uint64_t done, uint64_t total, uint64_t bytes)
 {
@@ -154,7 +155,8 @@ int ec_cmd_quantize(int argc, char **argv)
     const char *output = NULL, *type = NULL, *imatrix = NULL, *out_type = NULL,
                *embd_type = NULL;
     struct ec_strlist inc = {0}, exc = {0}, tt = {0};
-    bool pure = false, leave_output = false, allow_requant = false, dry_run = false;
+    bool pure = false, leave_output = false, allow_requant = false, dry_run = false,
+         no_recipe = false;
     long threads = 0;
     const struct ec_opt opts[] = {
         {"output", 'o', EC_OPT_STRING, &output, "OUT.gguf", "destination file (required unless --dry-run)"},
@@ -168,6 +170,7 @@ int ec_cmd_quantize(int argc, char **argv)
         {"pure", 0, EC_OPT_FLAG, &pure, NULL, "no mix rules: every quantizable tensor gets the base type"},
         {"leave-output-tensor", 0, EC_OPT_FLAG, &leave_output, NULL, "do not quantize output.weight"},
         {"allow-requantize", 0, EC_OPT_FLAG, &allow_requant, NULL, "accept already quantized GGUF tensors"},
+        {"no-recipe", 0, EC_OPT_FLAG, &no_recipe, NULL, "omit edgec.quantize.* keys (file as llama-quantize writes it)"},
         {"threads", 'j', EC_OPT_INT, &threads, "N", "threads (default: all cores)"},
         {"dry-run", 'n', EC_OPT_FLAG, &dry_run, NULL, "plan and sizes only; write nothing"},
         {"json", 0, EC_OPT_FLAG, &c.json, NULL, "print the plan and per-tensor results as JSON"},
@@ -261,6 +264,7 @@ int ec_cmd_quantize(int argc, char **argv)
     o.leave_output_tensor = leave_output;
     o.allow_requantize = allow_requant;
     o.dry_run = dry_run;
+    o.no_recipe = no_recipe;
     o.n_threads = (int)threads;
 
     struct ec_progress prog;

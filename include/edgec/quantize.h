@@ -199,6 +199,8 @@ struct ec_quantize_opts {
     bool leave_output_tensor;
     bool allow_requantize;
     bool dry_run;
+    bool no_recipe;           /* omit the edgec.quantize.* keys (then the file is
+                               * byte-identical to llama-quantize's output) */
     int n_threads;            /* > 0: omp_set_num_threads (process-wide); 0 = default */
     /* optional, called after each tensor from the calling thread */
     void (*progress)(void *ctx, uint64_t tensors_done, uint64_t tensors_total,

@@ -135,6 +135,7 @@ static void check_run(const char *model, const char *model_dir, const cJSON *run
     snprintf(out, sizeof out, "%s/%s-%s.gguf", tmp, model, label);
     o.input = model_dir;
     o.output = out;
+    o.no_recipe = true; /* so that the whole file can equal llama-quantize's */
     if (cJSON_IsTrue(cJSON_GetObjectItem(run, "imatrix"))) {
         /* the path exactly as llama-quantize was given it (quantize.imatrix.file) */
         snprintf(imat_rel, sizeof imat_rel, "work/%s/%s.imatrix.dat", model, model);
@@ -222,11 +223,26 @@ static void check_run(const char *model, const char *model_dir, const cJSON *run
             goto out;
         }
     }
-    for (size_t i = n_gkv; i < g.n_kv; i++)
-        cr_assert(strncmp(g.kv[i].key, "edgec.quantize.", 15) == 0, "extra key '%s'",
-                  g.kv[i].key);
-    snprintf(rw->verdict, sizeof rw->verdict, "identical (%llu tensors, %zu llama kvs)",
-             (unsigned long long)g.n_tensors, n_gkv);
+    if (g.n_kv != n_gkv) {
+        rw->ok = false;
+        snprintf(rw->verdict, sizeof rw->verdict, "tensors identical; extra key '%s'",
+                 g.kv[n_gkv].key);
+        goto out;
+    }
+    /* and the whole file, byte for byte */
+    char fhex[65];
+    ec_sha256_hex(g.file.data, (size_t)g.file.size_bytes, fhex);
+    if (strcmp(fhex, jstr(run, "file_sha256")) != 0) {
+        rw->ok = false;
+        snprintf(rw->verdict, sizeof rw->verdict,
+                 "tensors and kvs identical; file sha256 differs (%llu bytes, golden %.0f)",
+                 (unsigned long long)g.file.size_bytes,
+                 cJSON_GetObjectItem(run, "file_size")->valuedouble);
+        goto out;
+    }
+    snprintf(rw->verdict, sizeof rw->verdict,
+             "identical file (%llu tensors, %zu kvs, %llu bytes)", (unsigned long long)g.n_tensors,
+             n_gkv, (unsigned long long)g.file.size_bytes);
 out:
     ec_gguf_close(&g);
     ec_quantize_result_release(&r);
@@ -335,6 +351,13 @@ static void check_plain(const char *model, const char *type)
     uint64_t ft = 99;
     cr_assert(ec_gguf_get_u64(&g, "general.file_type", &ft));
     cr_assert_eq(ft, (uint64_t)o.ftype);
+    /* the recipe follows llama-quantize's keys */
+    char *rtype = ec_gguf_get_str(&g, "edgec.quantize.type");
+    cr_assert_not_null(rtype);
+    cr_assert_str_eq(rtype, type);
+    free(rtype);
+    cr_assert_str_eq(g.kv[g.n_kv - 1].key, "edgec.quantize.type");
+    cr_assert_not_null(ec_gguf_find_kv(&g, "edgec.quantize.version"));
     const cJSON *gt;
     cJSON_ArrayForEach(gt, gts)
     {
