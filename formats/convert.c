@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "edgec/convert.h"
 #include "edgec/fp16.h"
@@ -39,6 +41,20 @@ enum ec_dtype ec_convert_tensor_type(const char *gguf_name, uint32_t n_dims, enu
     if (n_dims <= 1 || ends_with(gguf_name, "_norm.weight") || !ends_with(gguf_name, ".weight"))
         return EC_F32;
     return outtype;
+}
+
+/* The source is mmap'd read-only; once a tensor is written its clean pages
+ * are dropped so the resident set follows one tensor, not the whole input
+ * (advice only: failure changes nothing). */
+static void drop_pages(const uint8_t *data, uint64_t n_bytes)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0 || n_bytes == 0)
+        return;
+    uintptr_t b = ((uintptr_t)data + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+    uintptr_t e = ((uintptr_t)data + (uintptr_t)n_bytes) & ~((uintptr_t)page - 1);
+    if (e > b)
+        madvise((void *)b, (size_t)(e - b), MADV_DONTNEED);
 }
 
 enum ec_status ec_convert_run(const struct ec_convert_opts *opts, struct ec_convert_result *res,
@@ -128,6 +144,7 @@ enum ec_status ec_convert_run(const struct ec_convert_opts *opts, struct ec_conv
         s = ec_gguf_writer_write(w, out, out_bytes, d);
         if (s != EC_OK)
             goto out_writer;
+        drop_pages(t->data, t->n_bytes);
         res->n_tensors++;
         res->n_params += n;
         res->data_bytes += out_bytes;

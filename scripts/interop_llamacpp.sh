@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Interop check: GGUF files written by `edgec convert` must load in llama.cpp
+# and predict what llama.cpp predicts on its own conversion.
+#
+# Converts stories260K, stories-student-256 and tinystories-656K to F32, F16
+# and BF16, then runs scripts/interop/check.mjs with node-llama-cpp's prebuilt
+# CPU binaries (installed into scripts/interop/node_modules from the npm
+# registry; nothing is downloaded from elsewhere or compiled). Prints a
+# model x outtype PASS/FAIL table; exits 1 on any failure. Without node/npm,
+# the package, or the shared models it prints SKIP and exits 0 (1 under CI=true).
+#
+# Environment: EDGEC_BIN (default build/edgec), EDGEC_SHARED (default ../shared).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+skip() {
+    echo "interop: SKIP: $*"
+    if [ "${CI:-}" = "true" ]; then
+        echo "interop: failing because CI=true" >&2
+        exit 1
+    fi
+    exit 0
+}
+
+shared="${EDGEC_SHARED:-$(cd .. && pwd)/shared}"
+[ -d "$shared/models" ] || shared=/work/shared
+[ -d "$shared/models" ] || skip "shared test material not found (set EDGEC_SHARED)"
+edgec="${EDGEC_BIN:-$root/build/edgec}"
+if [ ! -x "$edgec" ]; then
+    if command -v meson >/dev/null && command -v ninja >/dev/null; then
+        [ -d build ] || meson setup build >/dev/null || exit 4
+        ninja -C build >/dev/null || exit 4
+    fi
+fi
+[ -x "$edgec" ] || { echo "interop: no edgec binary at $edgec" >&2; exit 4; }
+
+command -v node >/dev/null && command -v npm >/dev/null || skip "node/npm not installed"
+if [ ! -d scripts/interop/node_modules/node-llama-cpp ]; then
+    # NODE_LLAMA_CPP_SKIP_DOWNLOAD: the postinstall step must not fetch or
+    # build llama.cpp; the prebuilt @node-llama-cpp/linux-x64 package is used.
+    (cd scripts/interop && NODE_LLAMA_CPP_SKIP_DOWNLOAD=true npm ci --no-audit --no-fund \
+        --ignore-scripts >/tmp/edgec-interop-npm.log 2>&1) ||
+        skip "npm ci failed (see /tmp/edgec-interop-npm.log)"
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/edgec-interop-XXXXXX")
+trap 'rm -rf "$work"' EXIT
+for m in stories260K stories-student-256 tinystories-656K; do
+    [ -d "$shared/models/$m" ] || skip "model $m missing under $shared/models"
+    for t in f32 f16 bf16; do
+        "$edgec" convert "$shared/models/$m" -o "$work/$m-$t.gguf" --outtype "$t" -q ||
+            echo "interop: edgec convert $m --outtype $t failed" >&2
+    done
+done
+
+cd scripts/interop
+NODE_LLAMA_CPP_SKIP_DOWNLOAD=true node check.mjs --gguf-dir "$work" --shared "$shared"
+rc=$?
+[ $rc -eq 77 ] && skip "node-llama-cpp could not be loaded"
+exit $rc
