@@ -198,7 +198,8 @@ static enum ec_status read_f32(const struct ec_model *m, const struct ec_model_t
                            "%s: tensor '%s': requantizing from %s is disabled (use "
                            "--allow-requantize; quality suffers)",
                            t->src_file, t->name, ec_dtype_name(t->dtype));
-        return ec_qk_dequantize(t->dtype, t->data, dst, ec_model_tensor_n_elems(t), d);
+        const uint64_t n = ec_model_tensor_n_elems(t);
+        return ec_qk_dequantize(t->dtype, t->data, dst, t->ne[0] ? n / t->ne[0] : 0, t->ne[0], d);
     }
     return ec_model_tensor_read_f32(m, t, dst, d);
 }

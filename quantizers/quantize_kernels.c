@@ -33,9 +33,10 @@ enum ec_status ec_qk_quantize(enum ec_dtype t, const float *src, void *dst, uint
     }
 }
 
-enum ec_status ec_qk_dequantize(enum ec_dtype t, const void *src, float *dst, uint64_t n,
-                                struct ec_diag *d)
+enum ec_status ec_qk_dequantize(enum ec_dtype t, const void *src, float *dst, uint64_t n_rows,
+                                uint64_t n_cols, struct ec_diag *d)
 {
+    const uint64_t n = n_rows * n_cols;
     switch (t) {
     case EC_F32: memcpy(dst, src, (size_t)n * sizeof(float)); return EC_OK;
     case EC_F16: ec_fp16_to_fp32_row(src, dst, (size_t)n); return EC_OK;

@@ -16,8 +16,8 @@ bool ec_qk_can_dequantize(enum ec_dtype t);
  * imatrix: n_cols importance weights or NULL. Row-parallel, deterministic. */
 enum ec_status ec_qk_quantize(enum ec_dtype t, const float *src, void *dst, uint64_t n_rows,
                               uint64_t n_cols, const float *imatrix, struct ec_diag *d);
-/* Dequantize n elements (a whole number of blocks) of type t into dst. */
-enum ec_status ec_qk_dequantize(enum ec_dtype t, const void *src, float *dst, uint64_t n,
-                                struct ec_diag *d);
+/* Dequantize n_rows rows of n_cols elements (whole blocks) of type t into dst. */
+enum ec_status ec_qk_dequantize(enum ec_dtype t, const void *src, float *dst, uint64_t n_rows,
+                                uint64_t n_cols, struct ec_diag *d);
 
 #endif
