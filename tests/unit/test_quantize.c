@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -435,6 +436,180 @@ Test(quantize, imatrix_of_another_model_is_refused_with_the_entry_named)
     cr_assert(strstr(d.msg, "stories-student-256.imatrix.dat: entry 'blk."), "%s", d.msg);
     cr_assert(strstr(d.msg, "values, but the tensor needs"), "%s", d.msg);
     ec_quantize_result_release(&r);
+    free(mdir);
+    free(dat);
+}
+
+static void file_hex(const char *path, char hex[65])
+{
+    struct ec_mapped_file f;
+    struct ec_diag d;
+    ec_diag_clear(&d);
+    cr_assert_eq(ec_mapped_file_open(&f, path, &d), EC_OK, "%s", d.msg);
+    ec_sha256_hex(f.data, (size_t)f.size_bytes, hex);
+    ec_mapped_file_close(&f);
+}
+
+Test(quantize, gguf_input_requantizes_only_when_allowed, .timeout = 60)
+{
+    char *mdir = ec_test_shared("models/stories260K");
+    if (!ec_qk_can_quantize(EC_Q8_0))
+        cr_skip_test("block kernels are not built into this tree yet");
+    char *tmp = ec_test_tmpdir();
+    char q8[4096], q8b[4096], q4[4096];
+    snprintf(q8, sizeof q8, "%s/q8.gguf", tmp);
+    snprintf(q8b, sizeof q8b, "%s/q8b.gguf", tmp);
+    snprintf(q4, sizeof q4, "%s/q4.gguf", tmp);
+    struct ec_quantize_opts o = {.input = mdir,
+                                 .output = q8,
+                                 .ftype = EC_FTYPE_MOSTLY_Q8_0,
+                                 .no_recipe = true,
+                                 .n_threads = 1,
+                                 .output_tensor_type = EC_DTYPE_UNSET,
+                                 .token_embedding_type = EC_DTYPE_UNSET};
+    struct ec_quantize_result r;
+    struct ec_diag d;
+    ec_diag_clear(&d);
+    cr_assert_eq(ec_quantize_run(&o, &r, &d), EC_OK, "%s", d.msg);
+    ec_quantize_result_release(&r);
+
+    /* the same type again is a plain copy and needs no permission */
+    o.input = q8;
+    o.output = q8b;
+    o.n_threads = 2;
+    cr_assert_eq(ec_quantize_run(&o, &r, &d), EC_OK, "%s", d.msg);
+    ec_quantize_result_release(&r);
+    char h1[65], h2[65];
+    file_hex(q8, h1);
+    file_hex(q8b, h2);
+    cr_assert_str_eq(h1, h2, "Q8_0 -> Q8_0 must reproduce the file");
+
+    /* another type needs --allow-requantize */
+    o.output = q4;
+    o.ftype = EC_FTYPE_MOSTLY_Q4_K_M;
+    ec_diag_clear(&d);
+    cr_assert_eq(ec_quantize_run(&o, &r, &d), EC_ERR_UNSUPPORTED);
+    cr_assert(strstr(d.msg, "q8.gguf: tensor '") && strstr(d.msg, "requantizing from Q8_0"), "%s",
+              d.msg);
+    cr_assert_not(ec_path_exists(q4));
+    ec_quantize_result_release(&r);
+    o.allow_requantize = true;
+    ec_diag_clear(&d);
+    cr_assert_eq(ec_quantize_run(&o, &r, &d), EC_OK, "%s", d.msg);
+    size_t n_q = 0;
+    for (size_t i = 0; i < r.plan.n; i++)
+        n_q += (r.plan.entries[i].flags & EC_PLAN_QUANTIZE) != 0;
+    cr_assert_gt(n_q, 0);
+    ec_quantize_result_release(&r);
+
+    remove(q8);
+    remove(q8b);
+    remove(q4);
+    rmdir(tmp);
+    free(tmp);
+    free(mdir);
+}
+
+Test(quantize, output_does_not_depend_on_the_thread_count, .timeout = 60)
+{
+    char *mdir = ec_test_shared("models/stories-student-256");
+    char *dat = ec_test_shared("golden/quantize/stories-student-256.imatrix.dat");
+    if (!ec_qk_can_quantize(EC_Q4_K))
+        cr_skip_test("block kernels are not built into this tree yet");
+    char *tmp = ec_test_tmpdir();
+    char a[4096], b[4096];
+    snprintf(a, sizeof a, "%s/a.gguf", tmp);
+    snprintf(b, sizeof b, "%s/b.gguf", tmp);
+    const struct ec_type_override ov[] = {{"ffn_up", EC_IQ4_XS}, {"attn_k", EC_IQ4_NL}};
+    struct ec_quantize_opts o = {.input = mdir,
+                                 .output = a,
+                                 .ftype = EC_FTYPE_MOSTLY_Q3_K_M,
+                                 .imatrix_file = dat,
+                                 .n_overrides = 2,
+                                 .overrides = ov,
+                                 .n_threads = 1,
+                                 .output_tensor_type = EC_DTYPE_UNSET,
+                                 .token_embedding_type = EC_Q8_0};
+    struct ec_quantize_result r;
+    struct ec_diag d;
+    ec_diag_clear(&d);
+    cr_assert_eq(ec_quantize_run(&o, &r, &d), EC_OK, "%s", d.msg);
+    ec_quantize_result_release(&r);
+    o.output = b;
+    o.n_threads = 2;
+    cr_assert_eq(ec_quantize_run(&o, &r, &d), EC_OK, "%s", d.msg);
+    ec_quantize_result_release(&r);
+    char h1[65], h2[65];
+    file_hex(a, h1);
+    file_hex(b, h2);
+    cr_assert_str_eq(h1, h2);
+    struct ec_gguf g;
+    cr_assert_eq(ec_gguf_open(&g, a, &d), EC_OK, "%s", d.msg);
+    cr_assert_eq(ec_gguf_find_tensor(&g, "blk.3.ffn_up.weight")->type, EC_IQ4_XS);
+    cr_assert_eq(ec_gguf_find_tensor(&g, "blk.3.attn_k.weight")->type, EC_IQ4_NL);
+    cr_assert_eq(ec_gguf_find_tensor(&g, "token_embd.weight")->type, EC_Q8_0);
+    const struct ec_gguf_kv *kv = ec_gguf_find_kv(&g, "edgec.quantize.overrides");
+    cr_assert_not_null(kv);
+    cr_assert_eq(kv->arr_n, 3);
+    ec_gguf_close(&g);
+    remove(a);
+    remove(b);
+    rmdir(tmp);
+    free(tmp);
+    free(mdir);
+    free(dat);
+}
+
+/* The CLI's exit codes: usage 2, bad input 3, I/O 4 (stderr discarded). */
+static int run_cli(const char *args)
+{
+    const char *bin = getenv("EDGEC_BIN");
+    if (!bin || !*bin)
+        cr_skip_test("EDGEC_BIN not set (run through meson test)");
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "'%s' quantize %s >/dev/null 2>&1", bin, args);
+    int st = system(cmd);
+    cr_assert(WIFEXITED(st), "%s", cmd);
+    return WEXITSTATUS(st);
+}
+
+Test(quantize, cli_exit_codes)
+{
+    char *mdir = ec_test_shared("models/stories260K");
+    char *dat = ec_test_shared("golden/quantize/stories260K.imatrix.dat");
+    char *tmp = ec_test_tmpdir();
+    char args[8192];
+    cr_assert_eq(run_cli("--help"), 0);
+    snprintf(args, sizeof args, "'%s' --type Q4_K_M --dry-run", mdir);
+    cr_assert_eq(run_cli(args), 0);
+    snprintf(args, sizeof args, "'%s' --type Q4_K_M --dry-run --json", mdir);
+    cr_assert_eq(run_cli(args), 0);
+    snprintf(args, sizeof args, "'%s' --type Q9_K --dry-run", mdir);
+    cr_assert_eq(run_cli(args), 2);
+    snprintf(args, sizeof args, "'%s' --type Q4_K_M", mdir); /* no -o */
+    cr_assert_eq(run_cli(args), 2);
+    snprintf(args, sizeof args, "'%s' --type Q4_K_M -n --tensor-type 'a(=Q8_0'", mdir);
+    cr_assert_eq(run_cli(args), 2);
+    snprintf(args, sizeof args, "'%s' --type Q4_K_M -n --tensor-type attn_v", mdir);
+    cr_assert_eq(run_cli(args), 2);
+    snprintf(args, sizeof args, "'%s' --type Q4_K_M -n --exclude-weights ffn", mdir);
+    cr_assert_eq(run_cli(args), 2);
+    snprintf(args, sizeof args, "'%s' --type Q4_K_M -n --imatrix '%s/config.json'", mdir, mdir);
+    cr_assert_eq(run_cli(args), 3, "a malformed imatrix is bad input");
+    snprintf(args, sizeof args, "'%s' --type Q4_K_M -n --imatrix '%s'", mdir, dat);
+    cr_assert_eq(run_cli(args), 0);
+    snprintf(args, sizeof args, "'%s' --type Q4_K_M -n --imatrix '%s/none.dat'", mdir, tmp);
+    cr_assert_eq(run_cli(args), 4);
+    snprintf(args, sizeof args, "'%s' --type F16 -o '%s/no/such/dir/x.gguf'", mdir, tmp);
+    cr_assert_eq(run_cli(args), 4);
+    snprintf(args, sizeof args, "'%s' --type Q8_0 -q -o '%s/x.gguf'", mdir, tmp);
+    cr_assert_eq(run_cli(args), 0);
+    char out[4096];
+    snprintf(out, sizeof out, "%s/x.gguf", tmp);
+    cr_assert(ec_path_exists(out));
+    remove(out);
+    rmdir(tmp);
+    free(tmp);
     free(mdir);
     free(dat);
 }
