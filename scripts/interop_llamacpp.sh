@@ -45,6 +45,8 @@ if [ ! -d scripts/interop/node_modules/node-llama-cpp ]; then
         skip "npm install failed (see /tmp/edgec-interop-npm.log)"
 fi
 
+# quantized types checked besides the converted f32/f16/bf16 files
+QTYPES=${EDGEC_INTEROP_QTYPES:-Q8_0 Q6_K Q5_K_M Q4_K_M Q4_0 IQ4_NL Q3_K_M Q2_K}
 work=$(mktemp -d "${TMPDIR:-/tmp}/edgec-interop-XXXXXX")
 trap 'rm -rf "$work"' EXIT
 for m in stories260K stories-student-256 tinystories-656K; do
@@ -53,10 +55,16 @@ for m in stories260K stories-student-256 tinystories-656K; do
         "$edgec" convert "$shared/models/$m" -o "$work/$m-$t.gguf" --outtype "$t" -q ||
             echo "interop: edgec convert $m --outtype $t failed" >&2
     done
+    for q in $QTYPES; do
+        lq=$(echo "$q" | tr 'A-Z' 'a-z')
+        "$edgec" quantize "$shared/models/$m" -o "$work/$m-$lq.gguf" --type "$q" -q 2>/dev/null ||
+            echo "interop: edgec quantize $m --type $q failed" >&2
+    done
 done
 
 cd scripts/interop
-NODE_LLAMA_CPP_SKIP_DOWNLOAD=true node check.mjs --gguf-dir "$work" --shared "$shared"
+NODE_LLAMA_CPP_SKIP_DOWNLOAD=true node check.mjs --gguf-dir "$work" --shared "$shared" \
+    --types "f32,f16,bf16,$(echo $QTYPES | tr 'A-Z ' 'a-z,')"
 rc=$?
 [ $rc -eq 77 ] && skip "node-llama-cpp could not be loaded"
 exit $rc

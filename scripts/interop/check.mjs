@@ -31,8 +31,14 @@ const MODELS = ["stories260K", "stories-student-256", "tinystories-656K"];
 // F16/BF16 weights move logits by ~1e-3..1e-2, so where the reference's best
 // two logits are closer than this the order may flip; such positions are
 // reported as near-ties, not failures. F32 must agree everywhere.
-const NEAR_TIE = {f32: 0, f16: 0.02, bf16: 0.02};
-const TYPES = ["f32", "f16", "bf16"];
+const NEAR_TIE = {f32: 0, f16: 0.02, bf16: 0.02, q4_k_m: 0.05};
+const TYPES = arg("--types", "f32,f16,bf16").split(",");
+// Quantized files without golden logits of their own: llama.cpp's top token
+// must agree with the F32 golden argmax at least this often (quantization
+// legitimately flips close calls; these floors are far below what the
+// types achieve on these models and far above chance).
+const MIN_AGREE = {q8_0: 0.95, q6_k: 0.9, q5_k_m: 0.85, q4_k_m: 0.85, q4_0: 0.8, iq4_nl: 0.8,
+                   q3_k_m: 0.7, q2_k: 0.6};
 
 function readSafetensors(file) {
     const buf = fs.readFileSync(file);
@@ -57,23 +63,25 @@ function argmax(row) {
     return best;
 }
 
-function expectations(model) {
+function expectations(model, type) {
     const golden = path.join(shared, "golden", "logits", `${model}.safetensors`);
     if (fs.existsSync(golden)) {
         const st = readSafetensors(golden);
         const tokens = Array.from(st.tokens.data);
-        const [rows, nVocab] = st["logits.F32"].shape;
+        // llama.cpp's own logits for its Q4_K_M file, which edgec's equals byte for byte
+        const key = type === "q4_k_m" && st["logits.Q4_K_M"] ? "logits.Q4_K_M" : "logits.F32";
+        const [rows, nVocab] = st[key].shape;
         const expected = [];
         const margins = [];
         for (let t = 0; t < rows; t++) {
-            const row = st["logits.F32"].data.subarray(t * nVocab, (t + 1) * nVocab);
+            const row = st[key].data.subarray(t * nVocab, (t + 1) * nVocab);
             const a = argmax(row);
             let second = -Infinity;
             for (let i = 0; i < nVocab; i++) if (i !== a && row[i] > second) second = row[i];
             expected.push(a);
             margins.push(row[a] - second);
         }
-        return {source: "golden logits (llama.cpp, F32 GGUF)", tokens, expected, margins};
+        return {source: `golden ${key} (llama.cpp)`, tokens, expected, margins, exact: key !== "logits.F32" || !MIN_AGREE[type]};
     }
     const refDir = path.join(shared, "models", model, "reference");
     if (fs.existsSync(refDir)) {
@@ -97,7 +105,8 @@ function expectations(model) {
                     expected.push(a);
                     margins.push(row[a] - second);
                 }
-                return {source: `reference logits argmax (${ref.logits_file})`, tokens, expected, margins};
+                return {source: `reference logits argmax (${ref.logits_file})`, tokens, expected, margins,
+                        exact: !MIN_AGREE[type]};
             }
             // no logits: the greedy part of the continuation after the prompt
             return {
@@ -105,6 +114,7 @@ function expectations(model) {
                 tokens,
                 expected: ref.tokens.slice(1),
                 margins: null,
+                exact: !MIN_AGREE[type],
             };
         }
     }
@@ -139,8 +149,8 @@ try {
 const results = [];
 let failures = 0;
 for (const model of MODELS) {
-    const exp = expectations(model);
     for (const type of TYPES) {
+        const exp = expectations(model, type);
         const file = path.join(ggufDir, `${model}-${type}.gguf`);
         const row = {model, type, status: "FAIL", detail: ""};
         results.push(row);
@@ -180,8 +190,12 @@ for (const model of MODELS) {
                 else bad.push(t);
             }
             const n = exp.tokens.length;
-            const ties = exp.margins ? bad.filter((t) => exp.margins[t] < NEAR_TIE[type]) : [];
-            if (agree + ties.length === n) {
+            const ties = exp.margins ? bad.filter((t) => exp.margins[t] < (NEAR_TIE[type] ?? 0)) : [];
+            const floor = exp.exact === false ? MIN_AGREE[type] : null;
+            if (floor !== null && agree >= floor * n) {
+                row.status = "PASS";
+                row.detail = `top token = F32 argmax at ${agree}/${n} positions (>= ${floor * 100} % required; ${exp.source})`;
+            } else if (floor === null && agree + ties.length === n) {
                 row.status = "PASS";
                 row.detail = `top token = expected at ${agree}/${n} positions (${exp.source})`;
                 if (ties.length)
