@@ -9,8 +9,6 @@
 #include "edgec/model.h"
 #include "edgec/tokenizer.h"
 
-#define PPL_MAX_TEXT_BYTES (1ull << 31)
-
 static const char usage[] =
     "edgec perplexity MODEL (--text FILE | --tokens FILE.i32) [--ctx N] [--batch N] "
     "[--chunks N] [--threads N] [--kv-f32] [--json]";
@@ -29,54 +27,6 @@ static void on_chunk(void *user, int64_t chunk, int64_t n_chunks, double ppl)
     const struct ppl_progress *p = user;
     if (p->print)
         fprintf(stderr, "[%" PRId64 "/%" PRId64 "]%.4f\n", chunk + 1, n_chunks, ppl);
-}
-
-/* int32 LE token ids */
-static enum ec_status read_tokens(const char *path, int32_t **out, int64_t *n, struct ec_diag *d)
-{
-    struct ec_mapped_file mf;
-    enum ec_status st = ec_mapped_file_open(&mf, path, d);
-    if (st != EC_OK)
-        return st;
-    if (mf.size_bytes % 4 != 0) {
-        st = ec_fail(d, EC_ERR_FORMAT, "%s: %llu bytes is not a whole number of int32 ids", path,
-                     (unsigned long long)mf.size_bytes);
-        goto out_close;
-    }
-    *n = (int64_t)(mf.size_bytes / 4);
-    *out = malloc(mf.size_bytes ? mf.size_bytes : 1);
-    if (!*out) {
-        st = ec_fail(d, EC_ERR_NOMEM, "%s: cannot allocate %lld ids", path, (long long)*n);
-        goto out_close;
-    }
-    if (mf.size_bytes)
-        memcpy(*out, mf.data, mf.size_bytes);
-out_close:
-    ec_mapped_file_close(&mf);
-    return st;
-}
-
-static enum ec_status tokenize_text(const struct ec_model *m, const char *path, int32_t **out,
-                                    int64_t *n, struct ec_diag *d)
-{
-    char *text = NULL;
-    size_t len = 0;
-    struct ec_tokenizer *tk = NULL;
-    enum ec_status st = ec_read_file(path, PPL_MAX_TEXT_BYTES, &text, &len, d);
-    if (st != EC_OK)
-        return st;
-    /* llama.cpp's -f drops exactly one trailing newline */
-    if (len > 0 && text[len - 1] == '\n')
-        text[--len] = '\0';
-    if ((st = ec_tokenizer_new(&tk, &m->vocab, d)) != EC_OK)
-        goto out_free;
-    size_t n_ids = 0;
-    st = ec_tokenizer_encode(tk, text, len, true, false, out, &n_ids, d);
-    *n = (int64_t)n_ids;
-out_free:
-    ec_tokenizer_free(tk);
-    free(text);
-    return st;
 }
 
 int ec_cmd_perplexity(int argc, char **argv)
@@ -130,9 +80,9 @@ int ec_cmd_perplexity(int argc, char **argv)
     if (st != EC_OK)
         return ec_cli_fail(&d);
     if (tokens_path)
-        st = read_tokens(tokens_path, &tokens, &n_tokens, &d);
+        st = ec_tokens_from_i32_file(tokens_path, &tokens, &n_tokens, &d);
     else
-        st = tokenize_text(&m, text_path, &tokens, &n_tokens, &d);
+        st = ec_tokens_from_text_file(&m.vocab, text_path, &tokens, &n_tokens, &d);
     if (st != EC_OK)
         goto out_fail;
 

@@ -51,4 +51,13 @@ enum ec_status ec_tokenizer_decode(const struct ec_tokenizer *t, const int32_t *
 /* Id of a piece's exact text, or -1. */
 int32_t ec_tokenizer_find(const struct ec_tokenizer *t, const char *piece, size_t len);
 
+/* Tokenize a UTF-8 text file as llama.cpp's tools do: the file minus one
+ * trailing newline, encoded whole with add_special (BOS when the vocabulary
+ * adds it), special-token text not parsed. *out is heap-allocated. */
+enum ec_status ec_tokens_from_text_file(const struct ec_vocab *v, const char *path,
+                                        int32_t **out, int64_t *n, struct ec_diag *d);
+/* Read raw int32 little-endian token ids. */
+enum ec_status ec_tokens_from_i32_file(const char *path, int32_t **out, int64_t *n,
+                                       struct ec_diag *d);
+
 #endif
