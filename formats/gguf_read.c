@@ -16,17 +16,17 @@
 #define GG_MIN_TI_BYTES 32u  /* u64 name length + u32 n_dims + 1 x u64 + u32 type + u64 offset */
 
 static const char *const gg_type_names[EC_GGUF_TYPE_COUNT] = {
-    [EC_GGUF_U8] = "UINT8",     [EC_GGUF_I8] = "INT8",     [EC_GGUF_U16] = "UINT16",
-    [EC_GGUF_I16] = "INT16",    [EC_GGUF_U32] = "UINT32",  [EC_GGUF_I32] = "INT32",
-    [EC_GGUF_F32] = "FLOAT32",  [EC_GGUF_BOOL] = "BOOL",   [EC_GGUF_STRING] = "STRING",
-    [EC_GGUF_ARRAY] = "ARRAY",  [EC_GGUF_U64] = "UINT64",  [EC_GGUF_I64] = "INT64",
+    [EC_GGUF_U8] = "UINT8",    [EC_GGUF_I8] = "INT8",    [EC_GGUF_U16] = "UINT16",
+    [EC_GGUF_I16] = "INT16",   [EC_GGUF_U32] = "UINT32", [EC_GGUF_I32] = "INT32",
+    [EC_GGUF_F32] = "FLOAT32", [EC_GGUF_BOOL] = "BOOL",  [EC_GGUF_STRING] = "STRING",
+    [EC_GGUF_ARRAY] = "ARRAY", [EC_GGUF_U64] = "UINT64", [EC_GGUF_I64] = "INT64",
     [EC_GGUF_F64] = "FLOAT64",
 };
 
 /* Bytes of a fixed-size value, 0 for STRING/ARRAY and unknown types. */
 static const uint8_t gg_type_size[EC_GGUF_TYPE_COUNT] = {
-    [EC_GGUF_U8] = 1,  [EC_GGUF_I8] = 1,  [EC_GGUF_U16] = 2,  [EC_GGUF_I16] = 2,
-    [EC_GGUF_U32] = 4, [EC_GGUF_I32] = 4, [EC_GGUF_F32] = 4,  [EC_GGUF_BOOL] = 1,
+    [EC_GGUF_U8] = 1,  [EC_GGUF_I8] = 1,  [EC_GGUF_U16] = 2, [EC_GGUF_I16] = 2,
+    [EC_GGUF_U32] = 4, [EC_GGUF_I32] = 4, [EC_GGUF_F32] = 4, [EC_GGUF_BOOL] = 1,
     [EC_GGUF_U64] = 8, [EC_GGUF_I64] = 8, [EC_GGUF_F64] = 8,
 };
 
@@ -53,7 +53,10 @@ static uint64_t gg_le(const uint8_t *p, int bytes)
     return v;
 }
 
-static uint64_t gg_left(const struct gg_cur *c) { return c->n - c->pos; }
+static uint64_t gg_left(const struct gg_cur *c)
+{
+    return c->n - c->pos;
+}
 
 /* `what` names the key/tensor context ("key 'x'") or is "" at top level. */
 static enum ec_status gg_short(const struct gg_cur *c, const char *what, const char *field,
@@ -98,8 +101,8 @@ static enum ec_status gg_read_str(struct gg_cur *c, struct ec_gguf_str *s, const
 }
 
 /* NUL-terminated copy of a key or tensor name. */
-static enum ec_status gg_copy_name(const struct gg_cur *c, const struct ec_gguf_str *s,
-                                   uint64_t at, const char *kind, char **out, struct ec_diag *d)
+static enum ec_status gg_copy_name(const struct gg_cur *c, const struct ec_gguf_str *s, uint64_t at,
+                                   const char *kind, char **out, struct ec_diag *d)
 {
     if (s->len == 0)
         return ec_fail(d, EC_ERR_FORMAT, "%s: %s at byte %llu: empty name", c->name, kind,
@@ -177,8 +180,9 @@ static enum ec_status gg_array(struct gg_cur *c, struct ec_gguf_kv *kv, const ch
         return ec_fail(d, EC_ERR_FORMAT, "%s: %s at byte %llu: unknown array element type %llu",
                        c->name, what, (unsigned long long)at, (unsigned long long)et);
     if (et == EC_GGUF_ARRAY)
-        return ec_fail(d, EC_ERR_UNSUPPORTED, "%s: %s at byte %llu: arrays of arrays are not supported",
-                       c->name, what, (unsigned long long)at);
+        return ec_fail(d, EC_ERR_UNSUPPORTED,
+                       "%s: %s at byte %llu: arrays of arrays are not supported", c->name, what,
+                       (unsigned long long)at);
     uint64_t at_n = c->pos;
     s = gg_read_uint(c, 8, &n, what, "array count", d);
     if (s)
@@ -264,8 +268,9 @@ static enum ec_status gg_parse_tensor(struct gg_cur *c, struct ec_gguf_tensor_in
     if (s)
         return s;
     if (v < 1 || v > EC_GGUF_MAX_DIMS)
-        return ec_fail(d, EC_ERR_FORMAT, "%s: %s at byte %llu: n_dims %llu is not in 1..%d", c->name,
-                       what, (unsigned long long)at, (unsigned long long)v, EC_GGUF_MAX_DIMS);
+        return ec_fail(d, EC_ERR_FORMAT, "%s: %s at byte %llu: n_dims %llu is not in 1..%d",
+                       c->name, what, (unsigned long long)at, (unsigned long long)v,
+                       EC_GGUF_MAX_DIMS);
     ti->n_dims = (uint32_t)v;
     uint64_t n_elems = 1;
     for (uint32_t i = 0; i < EC_GGUF_MAX_DIMS; i++)
@@ -288,16 +293,18 @@ static enum ec_status gg_parse_tensor(struct gg_cur *c, struct ec_gguf_tensor_in
     s = gg_read_uint(c, 4, &v, what, "type", d);
     if (s)
         return s;
-    const struct ec_dtype_info *info = v < EC_GGML_TYPE_COUNT ? ec_dtype_info((enum ec_dtype)v) : NULL;
+    const struct ec_dtype_info *info =
+        v < EC_GGML_TYPE_COUNT ? ec_dtype_info((enum ec_dtype)v) : NULL;
     if (!info)
         return ec_fail(d, EC_ERR_FORMAT, "%s: %s at byte %llu: unknown tensor type %llu", c->name,
                        what, (unsigned long long)at, (unsigned long long)v);
     ti->type = (enum ec_dtype)v;
     if (ti->ne[0] % info->block_elems)
-        return ec_fail(d, EC_ERR_FORMAT,
-                       "%s: %s at byte %llu: ne[0] = %llu is not a multiple of the %s block size %u",
-                       c->name, what, (unsigned long long)at, (unsigned long long)ti->ne[0],
-                       info->name, info->block_elems);
+        return ec_fail(
+            d, EC_ERR_FORMAT,
+            "%s: %s at byte %llu: ne[0] = %llu is not a multiple of the %s block size %u", c->name,
+            what, (unsigned long long)at, (unsigned long long)ti->ne[0], info->name,
+            info->block_elems);
     if (!ec_dtype_tensor_bytes(ti->type, (int)ti->n_dims, ti->ne, &ti->n_bytes))
         return ec_fail(d, EC_ERR_FORMAT, "%s: %s at byte %llu: byte size overflows", c->name, what,
                        (unsigned long long)at);
@@ -369,8 +376,8 @@ static enum ec_status gg_parse(struct ec_gguf *g, const uint8_t *buf, uint64_t n
     if (s)
         return s;
     if (v != GG_MAGIC)
-        return ec_fail(d, EC_ERR_FORMAT, "%s: at byte 0: bad magic 0x%08llx (not a GGUF file)", name,
-                       (unsigned long long)v);
+        return ec_fail(d, EC_ERR_FORMAT, "%s: at byte 0: bad magic 0x%08llx (not a GGUF file)",
+                       name, (unsigned long long)v);
     s = gg_read_uint(&c, 4, &v, "", "version", d);
     if (s)
         return s;
@@ -409,8 +416,8 @@ static enum ec_status gg_parse(struct ec_gguf *g, const uint8_t *buf, uint64_t n
     if (al) {
         if (al->type != EC_GGUF_U32)
             return ec_fail(d, EC_ERR_FORMAT,
-                           "%s: key 'general.alignment' at byte %llu: type %s, expected UINT32", name,
-                           (unsigned long long)al->file_offset, ec_gguf_type_name(al->type));
+                           "%s: key 'general.alignment' at byte %llu: type %s, expected UINT32",
+                           name, (unsigned long long)al->file_offset, ec_gguf_type_name(al->type));
         if (al->v.u64 == 0 || (al->v.u64 & (al->v.u64 - 1)))
             return ec_fail(d, EC_ERR_FORMAT,
                            "%s: key 'general.alignment' at byte %llu: %llu is not a power of two",
@@ -428,8 +435,8 @@ static enum ec_status gg_parse(struct ec_gguf *g, const uint8_t *buf, uint64_t n
     g->data_offset = c.pos + pad;
     if (g->n_tensors > 0 && pad > gg_left(&c))
         return ec_fail(d, EC_ERR_FORMAT,
-                       "%s: at byte %llu: file ends inside the padding before the tensor data", name,
-                       (unsigned long long)c.pos);
+                       "%s: at byte %llu: file ends inside the padding before the tensor data",
+                       name, (unsigned long long)c.pos);
     s = gg_check_unique(g, name, d);
     if (s)
         return s;
@@ -460,10 +467,10 @@ static enum ec_status gg_parse(struct ec_gguf *g, const uint8_t *buf, uint64_t n
         qsort(by_off, (size_t)g->n_tensors, sizeof *by_off, cmp_tensor_offset);
         for (uint64_t i = 1; i < g->n_tensors && !s; i++)
             if (by_off[i - 1]->offset + by_off[i - 1]->n_bytes > by_off[i]->offset)
-                s = ec_fail(d, EC_ERR_FORMAT, "%s: tensor '%s' at byte %llu: data overlaps tensor '%s'",
-                            name, by_off[i]->name,
-                            (unsigned long long)(g->data_offset + by_off[i]->offset),
-                            by_off[i - 1]->name);
+                s = ec_fail(
+                    d, EC_ERR_FORMAT, "%s: tensor '%s' at byte %llu: data overlaps tensor '%s'",
+                    name, by_off[i]->name, (unsigned long long)(g->data_offset + by_off[i]->offset),
+                    by_off[i - 1]->name);
         free(by_off);
     }
     return s;

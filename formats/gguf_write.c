@@ -44,8 +44,8 @@ struct ec_gguf_writer {
 };
 
 static const uint8_t gw_type_size[EC_GGUF_TYPE_COUNT] = {
-    [EC_GGUF_U8] = 1,  [EC_GGUF_I8] = 1,  [EC_GGUF_U16] = 2,  [EC_GGUF_I16] = 2,
-    [EC_GGUF_U32] = 4, [EC_GGUF_I32] = 4, [EC_GGUF_F32] = 4,  [EC_GGUF_BOOL] = 1,
+    [EC_GGUF_U8] = 1,  [EC_GGUF_I8] = 1,  [EC_GGUF_U16] = 2, [EC_GGUF_I16] = 2,
+    [EC_GGUF_U32] = 4, [EC_GGUF_I32] = 4, [EC_GGUF_F32] = 4, [EC_GGUF_BOOL] = 1,
     [EC_GGUF_U64] = 8, [EC_GGUF_I64] = 8, [EC_GGUF_F64] = 8,
 };
 
@@ -345,10 +345,11 @@ enum ec_status ec_gguf_writer_add_tensor(struct ec_gguf_writer *w, const char *n
             return ec_fail(d, EC_ERR_ARG, "%s: tensor '%s': ne[%u] is 0", gw_path(w), name, i);
     uint64_t nb;
     if (!ec_dtype_tensor_bytes(type, (int)n_dims, ne, &nb))
-        return ec_fail(d, EC_ERR_ARG,
-                       "%s: tensor '%s': ne[0] = %llu is not a multiple of the %s block or the size "
-                       "overflows",
-                       gw_path(w), name, (unsigned long long)ne[0], ec_dtype_name(type));
+        return ec_fail(
+            d, EC_ERR_ARG,
+            "%s: tensor '%s': ne[0] = %llu is not a multiple of the %s block or the size "
+            "overflows",
+            gw_path(w), name, (unsigned long long)ne[0], ec_dtype_name(type));
     /* Linear duplicate scan: models declare hundreds of tensors, not millions. */
     for (size_t i = 0; i < w->n_tensors; i++)
         if (strcmp(w->tensors[i].name, name) == 0)

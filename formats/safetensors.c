@@ -25,9 +25,9 @@ struct st_dtype_name {
 };
 
 static const struct st_dtype_name st_dtypes[] = {
-    {"F32", EC_F32},   {"F16", EC_F16},         {"BF16", EC_BF16},        {"F64", EC_F64},
-    {"I8", EC_I8},     {"I16", EC_I16},         {"I32", EC_I32},          {"I64", EC_I64},
-    {"U8", EC_U8},     {"U16", EC_U16},         {"U32", EC_U32},          {"U64", EC_U64},
+    {"F32", EC_F32},   {"F16", EC_F16},         {"BF16", EC_BF16},       {"F64", EC_F64},
+    {"I8", EC_I8},     {"I16", EC_I16},         {"I32", EC_I32},         {"I64", EC_I64},
+    {"U8", EC_U8},     {"U16", EC_U16},         {"U32", EC_U32},         {"U64", EC_U64},
     {"BOOL", EC_BOOL}, {"F8_E4M3", EC_F8_E4M3}, {"F8_E5M2", EC_F8_E5M2},
 };
 
@@ -161,6 +161,13 @@ static uint64_t st_key_offset(const uint8_t *hdr, uint64_t n, const char *name)
     return p ? 8 + (uint64_t)(p - hdr) : 8;
 }
 
+/* Offset of a quoted name in the index JSON text, for messages (0 when escaped). */
+static unsigned long long st_index_offset(const char *text, size_t len, const char *name)
+{
+    uint64_t at = st_key_offset((const uint8_t *)text, len, name);
+    return (unsigned long long)(at - 8);
+}
+
 /* A JSON number that is a non-negative integer exactly representable. */
 static bool st_json_uint(const cJSON *j, uint64_t *out)
 {
@@ -199,13 +206,14 @@ static enum ec_status st_parse_meta(struct st_build *b, const char *path, const 
 {
     uint64_t at = st_key_offset(hdr, n, "__metadata__");
     if (!cJSON_IsObject(meta))
-        return ec_fail(d, EC_ERR_FORMAT, "%s: key '__metadata__' at byte %llu: not an object",
-                       path, (unsigned long long)at);
+        return ec_fail(d, EC_ERR_FORMAT, "%s: key '__metadata__' at byte %llu: not an object", path,
+                       (unsigned long long)at);
     size_t first = b->st->n_meta;
     for (const cJSON *m = meta->child; m; m = m->next) {
         if (!m->string)
-            return ec_fail(d, EC_ERR_FORMAT, "%s: key '__metadata__' at byte %llu: entry without a key",
-                           path, (unsigned long long)at);
+            return ec_fail(d, EC_ERR_FORMAT,
+                           "%s: key '__metadata__' at byte %llu: entry without a key", path,
+                           (unsigned long long)at);
         if (!cJSON_IsString(m) || !m->valuestring)
             return ec_fail(d, EC_ERR_FORMAT,
                            "%s: metadata key '%s' at byte %llu: value is not a string", path,
@@ -240,8 +248,9 @@ static enum ec_status st_parse_entry(const char *path, const uint8_t *hdr, uint6
     unsigned long long at = (unsigned long long)st_key_offset(hdr, n, name);
     int64_t bad = ec_utf8_invalid_at((const uint8_t *)name, strlen(name));
     if (bad >= 0)
-        return ec_fail(d, EC_ERR_FORMAT, "%s: tensor name at byte %llu: invalid UTF-8 at name byte %lld",
-                       path, at, (long long)bad);
+        return ec_fail(d, EC_ERR_FORMAT,
+                       "%s: tensor name at byte %llu: invalid UTF-8 at name byte %lld", path, at,
+                       (long long)bad);
     if (!cJSON_IsObject(e))
         return ec_fail(d, EC_ERR_FORMAT, "%s: tensor '%s' at byte %llu: entry is not an object",
                        path, name, at);
@@ -249,14 +258,16 @@ static enum ec_status st_parse_entry(const char *path, const uint8_t *hdr, uint6
     const cJSON *js = cJSON_GetObjectItemCaseSensitive(e, "shape");
     const cJSON *jo = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
     if (!cJSON_IsString(jd) || !jd->valuestring)
-        return ec_fail(d, EC_ERR_FORMAT, "%s: tensor '%s' at byte %llu: missing or non-string 'dtype'",
-                       path, name, at);
+        return ec_fail(d, EC_ERR_FORMAT,
+                       "%s: tensor '%s' at byte %llu: missing or non-string 'dtype'", path, name,
+                       at);
     if (!ec_st_dtype_from_name(jd->valuestring, &t->dtype))
         return ec_fail(d, EC_ERR_UNSUPPORTED, "%s: tensor '%s' at byte %llu: unknown dtype '%s'",
                        path, name, at, jd->valuestring);
     if (!cJSON_IsArray(js))
-        return ec_fail(d, EC_ERR_FORMAT, "%s: tensor '%s' at byte %llu: missing or non-array 'shape'",
-                       path, name, at);
+        return ec_fail(d, EC_ERR_FORMAT,
+                       "%s: tensor '%s' at byte %llu: missing or non-array 'shape'", path, name,
+                       at);
     int ndim = cJSON_GetArraySize(js);
     uint64_t shape[EC_MAX_DIMS] = {0};
     int k = 0;
@@ -288,8 +299,9 @@ static enum ec_status st_parse_entry(const char *path, const uint8_t *hdr, uint6
                        name, at, (unsigned long long)*begin, (unsigned long long)*end);
     uint64_t want;
     if (!ec_dtype_tensor_bytes(t->dtype, ndim, t->ne, &want))
-        return ec_fail(d, EC_ERR_FORMAT, "%s: tensor '%s' at byte %llu: byte size of the shape overflows",
-                       path, name, at);
+        return ec_fail(d, EC_ERR_FORMAT,
+                       "%s: tensor '%s' at byte %llu: byte size of the shape overflows", path, name,
+                       at);
     if (want != *end - *begin)
         return ec_fail(d, EC_ERR_FORMAT,
                        "%s: tensor '%s' at byte %llu: data_offsets span %llu bytes but %s x shape "
@@ -313,19 +325,23 @@ static enum ec_status st_parse_file(struct st_build *b, size_t fi, struct ec_dia
     enum ec_status s = EC_OK;
 
     if (size < 8)
-        return ec_fail(d, EC_ERR_FORMAT, "%s: at byte 0: file has %llu bytes, too short for the "
-                       "8-byte header length", path, (unsigned long long)size);
+        return ec_fail(d, EC_ERR_FORMAT,
+                       "%s: at byte 0: file has %llu bytes, too short for the "
+                       "8-byte header length",
+                       path, (unsigned long long)size);
     uint64_t n = rd_le64(buf);
     if (n < 2)
         return ec_fail(d, EC_ERR_FORMAT, "%s: at byte 0: header length %llu is too small", path,
                        (unsigned long long)n);
     if (n > EC_ST_MAX_HEADER_BYTES)
-        return ec_fail(d, EC_ERR_FORMAT, "%s: at byte 0: header length %llu exceeds the limit of %u",
-                       path, (unsigned long long)n, EC_ST_MAX_HEADER_BYTES);
-    if (n > size - 8)
         return ec_fail(d, EC_ERR_FORMAT,
-                       "%s: at byte 0: header length %llu runs past the end of the file (%llu bytes)",
-                       path, (unsigned long long)n, (unsigned long long)size);
+                       "%s: at byte 0: header length %llu exceeds the limit of %u", path,
+                       (unsigned long long)n, EC_ST_MAX_HEADER_BYTES);
+    if (n > size - 8)
+        return ec_fail(
+            d, EC_ERR_FORMAT,
+            "%s: at byte 0: header length %llu runs past the end of the file (%llu bytes)", path,
+            (unsigned long long)n, (unsigned long long)size);
     const uint8_t *hdr = buf + 8;
     int64_t bad = ec_utf8_invalid_at(hdr, (size_t)n);
     if (bad >= 0)
@@ -427,8 +443,8 @@ static enum ec_status st_parse_file(struct st_build *b, size_t fi, struct ec_dia
             break;
         }
         if (r[i].begin < pos) {
-            s = ec_fail(d, EC_ERR_FORMAT, "%s: tensor '%s' at byte %llu: overlaps tensor '%s'", path,
-                        t->name, (unsigned long long)t->file_offset, prev);
+            s = ec_fail(d, EC_ERR_FORMAT, "%s: tensor '%s' at byte %llu: overlaps tensor '%s'",
+                        path, t->name, (unsigned long long)t->file_offset, prev);
             break;
         }
         pos = r[i].end;
@@ -479,8 +495,9 @@ static enum ec_status st_check_duplicates(const struct ec_safetensors *st, struc
                     t = &st->tensors[k];
                     break;
                 }
-            s = ec_fail(d, EC_ERR_FORMAT, "%s: tensor '%s' at byte %llu: name appears more than once",
-                        t->file, t->name, (unsigned long long)t->file_offset);
+            s = ec_fail(d, EC_ERR_FORMAT,
+                        "%s: tensor '%s' at byte %llu: name appears more than once", t->file,
+                        t->name, (unsigned long long)t->file_offset);
             break;
         }
     }
@@ -570,7 +587,8 @@ static enum ec_status st_open_index(struct st_build *b, const char *index_path, 
     }
     const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
     if (!cJSON_IsObject(wm)) {
-        s = ec_fail(d, EC_ERR_FORMAT, "%s: at byte 0: missing or non-object 'weight_map'", index_path);
+        s = ec_fail(d, EC_ERR_FORMAT, "%s: at byte 0: missing or non-object 'weight_map'",
+                    index_path);
         goto out_json;
     }
     const char *slash = strrchr(index_path, '/');
@@ -585,14 +603,17 @@ static enum ec_status st_open_index(struct st_build *b, const char *index_path, 
     size_t k = 0;
     for (const cJSON *e = wm->child; e; e = e->next, k++) {
         if (!cJSON_IsString(e) || !e->valuestring || !e->valuestring[0]) {
-            s = ec_fail(d, EC_ERR_FORMAT, "%s: tensor '%s' at byte 0: weight_map value is not a file name",
-                        index_path, e->string ? e->string : "?");
+            s = ec_fail(d, EC_ERR_FORMAT,
+                        "%s: tensor '%s' at byte %llu: weight_map value is not a file name",
+                        index_path, e->string ? e->string : "?",
+                        e->string ? st_index_offset(text, len, e->string) : 0ull);
             goto out_json;
         }
         const char *f = e->valuestring;
         if (f[0] == '/' || strstr(f, "..")) {
-            s = ec_fail(d, EC_ERR_FORMAT, "%s: tensor '%s' at byte 0: shard '%s' is outside the folder",
-                        index_path, e->string, f);
+            s = ec_fail(d, EC_ERR_FORMAT,
+                        "%s: tensor '%s' at byte %llu: shard '%s' is outside the folder",
+                        index_path, e->string, st_index_offset(text, len, e->string), f);
             goto out_json;
         }
         entries[k] = e;
@@ -613,6 +634,14 @@ static enum ec_status st_open_index(struct st_build *b, const char *index_path, 
             s = ec_fail(d, EC_ERR_NOMEM, "%s: out of memory", index_path);
             goto out_json;
         }
+        if (!ec_path_exists(shard)) {
+            s = ec_fail(d, EC_ERR_FORMAT,
+                        "%s: tensor '%s' at byte %llu: names shard '%s', which does "
+                        "not exist",
+                        index_path, e->string, st_index_offset(text, len, e->string), f);
+            free(shard);
+            goto out_json;
+        }
         s = ec_mapped_file_open(&st->files[st->n_files], shard, d);
         free(shard);
         if (s) {
@@ -630,8 +659,9 @@ static enum ec_status st_open_index(struct st_build *b, const char *index_path, 
     qsort(entries, n_entries, sizeof *entries, cmp_entry_name);
     for (size_t i = 1; i < n_entries; i++)
         if (strcmp(entries[i - 1]->string, entries[i]->string) == 0) {
-            s = ec_fail(d, EC_ERR_FORMAT, "%s: tensor '%s' at byte 0: listed twice in weight_map",
-                        index_path, entries[i]->string);
+            s = ec_fail(d, EC_ERR_FORMAT,
+                        "%s: tensor '%s' at byte %llu: listed twice in weight_map", index_path,
+                        entries[i]->string, st_index_offset(text, len, entries[i]->string));
             goto out_json;
         }
     for (size_t i = 0; i < st->n_tensors; i++) {
@@ -641,7 +671,8 @@ static enum ec_status st_open_index(struct st_build *b, const char *index_path, 
         const char *base = strrchr(t->file, '/');
         base = base ? base + 1 : t->file;
         if (!hit) {
-            s = ec_fail(d, EC_ERR_FORMAT, "%s: tensor '%s' at byte %llu: not listed in the weight_map of '%s'",
+            s = ec_fail(d, EC_ERR_FORMAT,
+                        "%s: tensor '%s' at byte %llu: not listed in the weight_map of '%s'",
                         t->file, t->name, (unsigned long long)t->file_offset, index_path);
             goto out_json;
         }
@@ -668,9 +699,12 @@ static enum ec_status st_open_index(struct st_build *b, const char *index_path, 
         for (size_t i = 0; i < n_entries; i++) {
             if (!st_sorted_has(names, st->n_tensors, entries[i]->string)) {
                 free(names);
-                s = ec_fail(d, EC_ERR_FORMAT, "%s: tensor '%s' at byte 0: weight_map places it in '%s', "
+                s = ec_fail(d, EC_ERR_FORMAT,
+                            "%s: tensor '%s' at byte %llu: weight_map places it in '%s', "
                             "which does not hold it",
-                            index_path, entries[i]->string, entries[i]->valuestring);
+                            index_path, entries[i]->string,
+                            st_index_offset(text, len, entries[i]->string),
+                            entries[i]->valuestring);
                 goto out_json;
             }
         }

@@ -27,7 +27,7 @@ struct ec_st_writer {
     size_t n_tensors, cap_tensors;
     uint64_t total_bytes;
     bool header_done;
-    size_t cur;       /* tensor receiving bytes */
+    size_t cur;        /* tensor receiving bytes */
     uint64_t cur_done; /* bytes of it written */
     uint64_t data_start;
 };
@@ -60,7 +60,10 @@ static void sb_put(struct st_sbuf *b, const char *s, size_t n)
     b->p[b->n] = '\0';
 }
 
-static void sb_puts(struct st_sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
+static void sb_puts(struct st_sbuf *b, const char *s)
+{
+    sb_put(b, s, strlen(s));
+}
 
 static void sb_put_u64(struct st_sbuf *b, uint64_t v)
 {
@@ -286,7 +289,8 @@ enum ec_status ec_st_writer_write(struct ec_st_writer *w, const void *data, size
                                   struct ec_diag *d)
 {
     if (!w->header_done)
-        return ec_fail(d, EC_ERR_INTERNAL, "%s: tensor data written before the header", st_wpath(w));
+        return ec_fail(d, EC_ERR_INTERNAL, "%s: tensor data written before the header",
+                       st_wpath(w));
     const uint8_t *p = data;
     while (n > 0) {
         if (w->cur >= w->n_tensors)

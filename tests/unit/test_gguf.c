@@ -120,9 +120,26 @@ static void check_all_types(const struct ec_gguf *g, uint32_t alignment)
 {
     uint32_t a = alignment ? alignment : EC_GGUF_DEFAULT_ALIGNMENT;
     cr_assert_eq(g->alignment, a);
-    const char *order[] = {"general.architecture", "t.u8", "t.i8", "t.u16", "t.i16", "t.u32",
-                           "t.i32", "t.f32", "t.bool", "t.str", "t.u64", "t.i64", "t.f64", "a.f32",
-                           "a.i16", "a.bool", "a.u64", "a.empty", "a.str", "t.override"};
+    const char *order[] = {"general.architecture",
+                           "t.u8",
+                           "t.i8",
+                           "t.u16",
+                           "t.i16",
+                           "t.u32",
+                           "t.i32",
+                           "t.f32",
+                           "t.bool",
+                           "t.str",
+                           "t.u64",
+                           "t.i64",
+                           "t.f64",
+                           "a.f32",
+                           "a.i16",
+                           "a.bool",
+                           "a.u64",
+                           "a.empty",
+                           "a.str",
+                           "t.override"};
     size_t n_order = sizeof order / sizeof order[0];
     cr_assert_eq(g->n_kv, n_order + (alignment ? 1 : 0));
     for (size_t i = 0, k = 0; i < g->n_kv; i++) {
@@ -451,7 +468,8 @@ Test(gguf, writer_offsets_match_convert_hf_to_gguf_layout)
         for (const cJSON *t = tensors->child; t; t = t->next) {
             uint64_t nb = (uint64_t)cJSON_GetObjectItem(t, "n_bytes")->valuedouble;
             for (uint64_t o = 0; o < nb; o += sizeof zeros)
-                cr_assert_eq(ec_gguf_writer_write(w, zeros, nb - o < sizeof zeros ? nb - o : sizeof zeros, &d),
+                cr_assert_eq(ec_gguf_writer_write(
+                                 w, zeros, nb - o < sizeof zeros ? nb - o : sizeof zeros, &d),
                              EC_OK, "%s", d.msg);
         }
         cr_assert_eq(ec_gguf_writer_commit(w, &d), EC_OK, "%s", d.msg);
@@ -460,8 +478,9 @@ Test(gguf, writer_offsets_match_convert_hf_to_gguf_layout)
         cr_assert_eq(ec_gguf_open(&g, path, &d), EC_OK, "%s", d.msg);
         uint64_t i = 0;
         for (const cJSON *t = tensors->child; t; t = t->next, i++)
-            cr_assert_eq(g.tensors[i].offset, (uint64_t)cJSON_GetObjectItem(t, "offset")->valuedouble,
-                         "%s %s", variants[v], g.tensors[i].name);
+            cr_assert_eq(g.tensors[i].offset,
+                         (uint64_t)cJSON_GetObjectItem(t, "offset")->valuedouble, "%s %s",
+                         variants[v], g.tensors[i].name);
         cr_assert_eq(g.file.size_bytes - g.data_offset, (uint64_t)(size - data_off), "%s",
                      variants[v]);
         ec_gguf_close(&g);

@@ -69,7 +69,8 @@ static void write_st(const char *path, const struct decl *decls, size_t n, const
     struct ec_st_writer *w;
     cr_assert_eq(ec_st_writer_open(&w, path, NULL, &d), EC_OK, "%s", d.msg);
     for (size_t i = 0; i < n_meta; i++)
-        cr_assert_eq(ec_st_writer_add_meta(w, meta[2 * i], meta[2 * i + 1], &d), EC_OK, "%s", d.msg);
+        cr_assert_eq(ec_st_writer_add_meta(w, meta[2 * i], meta[2 * i + 1], &d), EC_OK, "%s",
+                     d.msg);
     for (size_t i = 0; i < n; i++)
         cr_assert_eq(ec_st_writer_add_tensor(w, decls[i].name, decls[i].dtype, decls[i].ndim,
                                              decls[i].ne, &d),
@@ -306,7 +307,10 @@ static void check_shared_model(const char *model)
     free(mdir);
 }
 
-Test(safetensors, shared_stories260K_opens_in_all_dtypes) { check_shared_model("stories260K"); }
+Test(safetensors, shared_stories260K_opens_in_all_dtypes)
+{
+    check_shared_model("stories260K");
+}
 Test(safetensors, shared_stories_student_256_opens_in_all_dtypes)
 {
     check_shared_model("stories-student-256");
@@ -349,7 +353,7 @@ Test(safetensors, golden_quant_blocks_opens_with_u8_and_f32)
 
 Test(safetensors, dtype_names_map_both_ways)
 {
-    const char *names[] = {"F32", "F16", "BF16", "F64", "I8",  "I16",     "I32",     "I64",
+    const char *names[] = {"F32", "F16", "BF16", "F64", "I8",   "I16",     "I32",    "I64",
                            "U8",  "U16", "U32",  "U64", "BOOL", "F8_E4M3", "F8_E5M2"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         enum ec_dtype t;
