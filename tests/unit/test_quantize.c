@@ -280,8 +280,8 @@ static void check_model(const char *model, const char *only)
     cJSON_ArrayForEach(run, cJSON_GetObjectItem(j, "runs"))
     {
         const char *label = jstr(run, "label");
-        bool imat = strstr(label, "-imat") != NULL;
-        if (only && ((strcmp(only, "imat") == 0) != imat))
+        const char *group = strstr(label, "-imat") ? "imat" : strstr(label, "_K") ? "kquant" : "legacy";
+        if (only && strcmp(only, group) != 0)
             continue;
         cr_assert_lt(n, 32);
         check_run(model, mdir, run, tmp, &rows[n++]);
@@ -307,9 +307,14 @@ static void check_model(const char *model, const char *only)
     free(dat);
 }
 
-Test(quantize, stories_student_256_types_match_llama_quantize, .timeout = 60)
+Test(quantize, stories_student_256_legacy_types_match_llama_quantize, .timeout = 60)
 {
-    check_model("stories-student-256", "plain");
+    check_model("stories-student-256", "legacy");
+}
+
+Test(quantize, stories_student_256_k_mixes_match_llama_quantize, .timeout = 60)
+{
+    check_model("stories-student-256", "kquant");
 }
 
 Test(quantize, stories_student_256_imatrix_runs_match_llama_quantize, .timeout = 60)
