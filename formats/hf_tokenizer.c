@@ -256,6 +256,17 @@ enum ec_status ec_vocab_from_tokenizer_json(struct ec_vocab *v, const char *json
         st = ec_fail(d, EC_ERR_FORMAT, "%s: key 'model.vocab': empty vocabulary", path);
         goto out_fail;
     }
+    /* Real vocabularies number their tokens densely. A sparse id space would
+     * make a tiny file allocate a vocabulary of up to 2^24 entries (found by
+     * fuzzing), so the allocation is bounded by what the file holds. */
+    uint64_t n_entries = (uint64_t)n_base + (uint64_t)cJSON_GetArraySize(added);
+    if ((uint64_t)max_id + 1 > 2 * n_entries + 1024) {
+        st = ec_fail(d, EC_ERR_FORMAT,
+                     "%s: key 'model.vocab': token id %lld with only %llu tokens listed "
+                     "(ids must be nearly dense)",
+                     path, (long long)max_id, (unsigned long long)n_entries);
+        goto out_fail;
+    }
     uint32_t n = (uint32_t)max_id + 1;
     if ((st = ec_vocab_alloc_tokens(v, n, spm_style, path, d)) != EC_OK)
         goto out_fail;

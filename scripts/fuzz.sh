@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run one libFuzzer target for a number of seconds (clang from Debian's packages).
 #
-# Usage: scripts/fuzz.sh TARGET SECONDS     (TARGET: safetensors gguf config sp_model tokenizer_json, or all)
+# Usage: scripts/fuzz.sh TARGET SECONDS     (TARGET: safetensors gguf config sp_model tokenizer_json imatrix, or all)
 # The corpus lives in build-fuzz/corpus/TARGET (seeded from tests/fuzz/regress/TARGET and the
 # shared models); crashes are written to build-fuzz/crashes/TARGET/ and the script exits 1.
 # Any crash found must be copied to tests/fuzz/regress/TARGET/ (named for the defect) and fixed.
@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 target=${1:?usage: scripts/fuzz.sh TARGET SECONDS}
 secs=${2:?usage: scripts/fuzz.sh TARGET SECONDS}
-all_targets="safetensors gguf config sp_model tokenizer_json"
+all_targets="safetensors gguf config sp_model tokenizer_json imatrix"
 if [ "$target" = all ]; then
     rc=0
     for t in $all_targets; do bash "$0" "$t" "$secs" || rc=1; done
@@ -33,6 +33,7 @@ if [ -d "$shared/models" ]; then
     sp_model) for m in "$shared"/models/*/tokenizer.model; do cp -n "$m" "$corpus/$(basename "$(dirname "$m")").model"; done ;;
     tokenizer_json) for m in "$shared"/models/tinystories-656K/tokenizer.json "$shared"/models/stories260K/tokenizer.json; do
                         cp -n "$m" "$corpus/$(basename "$(dirname "$m")").json"; done ;;
+    imatrix) for m in "$shared"/golden/quantize/*.imatrix.dat; do cp -n "$m" "$corpus/"; done ;;
     safetensors | gguf)
         # small, structurally complete seeds (a few KB) keep the exec rate high
         gen=build/tests/tools/edgec-genmodel
