@@ -43,21 +43,7 @@ enum ec_dtype ec_convert_tensor_type(const char *gguf_name, uint32_t n_dims, enu
     return outtype;
 }
 
-/* The source is mmap'd read-only; once a tensor is written its clean pages
- * are dropped so the resident set follows one tensor, not the whole input
- * (advice only: failure changes nothing). */
 #define CHUNK_ELEMS (4u << 20) /* 16 MiB of F32 per chunk */
-
-static void drop_pages(const uint8_t *data, uint64_t n_bytes)
-{
-    long page = sysconf(_SC_PAGESIZE);
-    if (page <= 0 || n_bytes == 0)
-        return;
-    uintptr_t b = ((uintptr_t)data + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
-    uintptr_t e = ((uintptr_t)data + (uintptr_t)n_bytes) & ~((uintptr_t)page - 1);
-    if (e > b)
-        madvise((void *)b, (size_t)(e - b), MADV_DONTNEED);
-}
 
 enum ec_status ec_convert_run(const struct ec_convert_opts *opts, struct ec_convert_result *res,
                               struct ec_diag *d)
@@ -165,10 +151,10 @@ enum ec_status ec_convert_run(const struct ec_convert_opts *opts, struct ec_conv
             res->data_bytes += out_bytes;
             if (!t->permute_heads && n_rows) { /* permuted rows are dropped with the tensor */
                 uint64_t src_rb = t->n_bytes / n_rows;
-                drop_pages(t->data + r0 * src_rb, nr * src_rb);
+                ec_mapped_drop(t->data + r0 * src_rb, nr * src_rb);
             }
         }
-        drop_pages(t->data, t->n_bytes);
+        ec_mapped_drop(t->data, t->n_bytes);
         res->n_tensors++;
         res->n_params += n;
         if (opts->progress)

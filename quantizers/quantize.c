@@ -187,9 +187,10 @@ static enum ec_status file_sha256(const char *path, char hex[65], struct ec_diag
     return EC_OK;
 }
 
-/* Source tensor as F32 into dst. */
-static enum ec_status read_f32(const struct ec_model *m, const struct ec_model_tensor *t,
-                               float *dst, bool allow_requantize, struct ec_diag *d)
+/* Rows [row0, row0+n) of a source tensor as F32 into dst. */
+static enum ec_status read_rows_f32(const struct ec_model *m, const struct ec_model_tensor *t,
+                                    uint64_t row0, uint64_t n, float *dst,
+                                    bool allow_requantize, struct ec_diag *d)
 {
     const struct ec_dtype_info *info = ec_dtype_info(t->dtype);
     if (info && info->is_quantized) {
@@ -198,10 +199,24 @@ static enum ec_status read_f32(const struct ec_model *m, const struct ec_model_t
                            "%s: tensor '%s': requantizing from %s is disabled (use "
                            "--allow-requantize; quality suffers)",
                            t->src_file, t->name, ec_dtype_name(t->dtype));
-        const uint64_t n = ec_model_tensor_n_elems(t);
-        return ec_qk_dequantize(t->dtype, t->data, dst, t->ne[0] ? n / t->ne[0] : 0, t->ne[0], d);
+        size_t rb = ec_dtype_row_bytes(t->dtype, t->ne[0]);
+        return ec_qk_dequantize(t->dtype, t->data + row0 * rb, dst, n, t->ne[0], d);
     }
-    return ec_model_tensor_read_f32(m, t, dst, d);
+    if (t->permute_heads && t->n_dims <= 1) /* a permuted q/k bias: one row, whole */
+        return ec_model_tensor_read_f32(m, t, dst, d);
+    return ec_model_tensor_read_rows_f32(m, t, row0, n, dst, d);
+}
+
+/* Tensors stream through memory in chunks of whole rows of at most this many
+ * elements (16 MiB as F32), or one row when a row is longer: quantization is
+ * row by row, so the bytes are those of a whole-tensor pass. */
+#define QUANT_CHUNK_ELEMS (4u << 20)
+
+static uint64_t chunk_rows(uint64_t row_elems)
+{
+    if (row_elems == 0 || row_elems >= QUANT_CHUNK_ELEMS)
+        return 1;
+    return QUANT_CHUNK_ELEMS / row_elems;
 }
 
 enum ec_status ec_quantize_run(const struct ec_quantize_opts *o, struct ec_quantize_result *r,
@@ -355,6 +370,18 @@ enum ec_status ec_quantize_run(const struct ec_quantize_opts *o, struct ec_quant
         s = ec_fail(d, EC_ERR_NOMEM, "%s: a tensor does not fit in memory", o->input);
         goto out_close;
     }
+    /* one chunk of rows at a time (see QUANT_CHUNK_ELEMS) */
+    uint64_t max_chunk = 0;
+    for (size_t i = 0; i < r->plan.n; i++) {
+        const struct ec_plan_entry *e = &r->plan.entries[i];
+        uint64_t c = chunk_rows(e->ne[0]) * e->ne[0];
+        if (c > e->n_elems)
+            c = e->n_elems;
+        if (c > max_chunk)
+            max_chunk = c;
+    }
+    max_elems = max_chunk;
+    max_out = max_chunk * 4; /* no output type is wider than F32 */
     f32 = malloc((size_t)(max_elems ? max_elems : 1) * sizeof *f32);
     qbuf = malloc((size_t)(max_out ? max_out : 1));
     weights = malloc((size_t)(max_imat ? max_imat : 1) * sizeof *weights);
@@ -396,38 +423,56 @@ enum ec_status ec_quantize_run(const struct ec_quantize_opts *o, struct ec_quant
         const struct ec_plan_entry *e = &r->plan.entries[i];
         const struct ec_model_tensor *t = &m.tensors[e->src_index];
         double ts = ec_now_seconds();
-        const void *out = qbuf;
-        if (m.source == EC_SRC_GGUF && !(e->flags & EC_PLAN_QUANTIZE)) {
-            /* same type: the bytes as they are */
-            s = ec_model_tensor_read_raw(&m, t, qbuf, d);
-        } else {
-            s = read_f32(&m, t, f32, o->allow_requantize, d);
-            if (s == EC_OK && e->type == EC_F32) {
-                out = f32;
-            } else if (s == EC_OK) {
-                const struct ec_imatrix_entry *ie =
-                    (e->flags & EC_PLAN_IMATRIX) ? ec_imatrix_find(&im, e->name) : NULL;
-                if (ie)
-                    ec_imatrix_entry_weights(ie, weights);
-                /* as llama-quantize: each ne[2] slice (expert) is quantized on
-                 * its own with its own importance row */
-                const uint64_t rows = e->ne[1], n_slices = e->ne[2] * e->ne[3];
-                const uint64_t slice_bytes = e->dst_bytes / n_slices;
-                for (uint64_t k = 0; s == EC_OK && k < n_slices; k++) {
-                    const float *imat = ie ? weights + (k % e->ne[2]) * e->ne[0] : NULL;
-                    s = ec_qk_quantize(e->type, f32 + k * rows * e->ne[0], qbuf + k * slice_bytes,
-                                       rows, e->ne[0], imat, d);
+        struct ec_sha256 sha;
+        ec_sha256_init(&sha);
+        const uint64_t ne0 = e->ne[0];
+        const uint64_t rows = e->ne[1], n_slices = e->ne[2] * e->ne[3];
+        const uint64_t n_rows = rows * n_slices;
+        const uint64_t src_rb = n_rows ? t->n_bytes / n_rows : 0;
+        const uint64_t dst_rb = n_rows ? e->dst_bytes / n_rows : 0;
+        const uint64_t step = chunk_rows(ne0);
+        const struct ec_imatrix_entry *ie =
+            (e->flags & EC_PLAN_IMATRIX) ? ec_imatrix_find(&im, e->name) : NULL;
+        if (ie)
+            ec_imatrix_entry_weights(ie, weights);
+        bool raw = m.source == EC_SRC_GGUF && !(e->flags & EC_PLAN_QUANTIZE);
+        /* as llama-quantize: each ne[2] slice (expert) is quantized on its own
+         * with its own importance row; chunks never span slices */
+        for (uint64_t k = 0; s == EC_OK && k < n_slices; k++) {
+            const float *imat = ie ? weights + (k % e->ne[2]) * ne0 : NULL;
+            for (uint64_t r0 = 0; s == EC_OK && r0 < rows; r0 += step) {
+                uint64_t nr = rows - r0 < step ? rows - r0 : step;
+                uint64_t row = k * rows + r0;
+                const void *out = qbuf;
+                size_t out_bytes = (size_t)(nr * dst_rb);
+                if (raw) {
+                    /* same type: the bytes as they are (GGUF rows need no permutation) */
+                    out = t->data + row * src_rb;
+                } else {
+                    s = read_rows_f32(&m, t, row, nr, f32, o->allow_requantize, d);
+                    if (s == EC_OK && e->type == EC_F32)
+                        out = f32;
+                    else if (s == EC_OK)
+                        s = ec_qk_quantize(e->type, f32, qbuf, nr, ne0, imat, d);
                 }
+                if (s != EC_OK)
+                    break;
+                s = ec_gguf_writer_write(w, out, out_bytes, d);
+                if (s != EC_OK)
+                    goto out_writer;
+                ec_sha256_update(&sha, out, out_bytes);
+                if (!t->permute_heads)
+                    ec_mapped_drop(t->data + row * src_rb, nr * src_rb);
             }
         }
         if (s != EC_OK) {
             ec_diag_prefix(d, "%s", o->input);
             goto out_writer;
         }
-        s = ec_gguf_writer_write(w, out, (size_t)e->dst_bytes, d);
-        if (s != EC_OK)
-            goto out_writer;
-        ec_sha256_hex(out, (size_t)e->dst_bytes, r->tensors[i].sha256);
+        ec_mapped_drop(t->data, t->n_bytes);
+        uint8_t dg[32];
+        ec_sha256_final(&sha, dg);
+        ec_sha256_to_hex(dg, r->tensors[i].sha256);
         r->tensors[i].seconds = ec_now_seconds() - ts;
         bytes_done += e->src_bytes;
         if (o->progress)

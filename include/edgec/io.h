@@ -27,6 +27,11 @@ struct ec_mapped_file {
 enum ec_status ec_mapped_file_open(struct ec_mapped_file *m, const char *path, struct ec_diag *d);
 void ec_mapped_file_close(struct ec_mapped_file *m);
 
+/* Advise the kernel that the mapped (read-only, file-backed) range
+ * [data, data + n_bytes) will not be needed again, so streaming drivers keep
+ * their resident set to one chunk. Advice only: failure changes nothing. */
+void ec_mapped_drop(const void *data, uint64_t n_bytes);
+
 /* Read a whole (small) file into a NUL-terminated heap buffer. Files larger
  * than max_bytes are refused with EC_ERR_NOMEM. */
 enum ec_status ec_read_file(const char *path, uint64_t max_bytes, char **out, size_t *out_len,

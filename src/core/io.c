@@ -58,6 +58,17 @@ void ec_mapped_file_close(struct ec_mapped_file *m)
     memset(m, 0, sizeof *m);
 }
 
+void ec_mapped_drop(const void *data, uint64_t n_bytes)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0 || n_bytes == 0 || !data)
+        return;
+    uintptr_t b = ((uintptr_t)data + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+    uintptr_t e = ((uintptr_t)data + (uintptr_t)n_bytes) & ~((uintptr_t)page - 1);
+    if (e > b)
+        madvise((void *)b, (size_t)(e - b), MADV_DONTNEED);
+}
+
 enum ec_status ec_read_file(const char *path, uint64_t max_bytes, char **out, size_t *out_len,
                             struct ec_diag *d)
 {
