@@ -18,9 +18,14 @@ if $edgec help | grep -q '^  quantize '; then
     echo "== edgec quantize (Q4_K_M, straight from the checkpoint folder)"
     $edgec quantize "$out/model" -o "$out/model-q4_k_m.gguf" --type Q4_K_M
 fi
+printf 'Once upon a time there was a little robot who liked to count numbers.\n%.0s' $(seq 40) > "$out/text.txt"
+if $edgec help | grep -q '^  quantize ' && ! $edgec help | grep -q '^  validate '; then
+    echo "== edgec perplexity: original vs Q4_K_M (random weights: the point is that they agree)"
+    $edgec perplexity "$out/model" --text "$out/text.txt" --ctx 64 -q
+    $edgec perplexity "$out/model-q4_k_m.gguf" --text "$out/text.txt" --ctx 64 -q
+fi
 if $edgec help | grep -q '^  validate '; then
     echo "== edgec validate (Q4_K_M against the original)"
-    printf 'Once upon a time there was a little robot who liked to count numbers.\n%.0s' $(seq 40) > "$out/text.txt"
     $edgec validate "$out/model" "$out/model-q4_k_m.gguf" --text "$out/text.txt" --ctx 64 || true
 fi
 echo "== edgec inspect"
