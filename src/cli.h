@@ -41,6 +41,12 @@ int ec_cli_fail(const struct ec_diag *d);
 /* Usage error: message to stderr, returns 2. */
 int ec_cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The options every chunked-text command shares (perplexity, imatrix, ...):
+ * exactly one of --text/--tokens, 4 <= ctx <= 2^24, batch dividing ctx,
+ * chunks and threads >= 0. Returns 0, or prints a usage error and returns 2. */
+int ec_cli_check_text_opts(const char *cmd, const char *text_path, const char *tokens_path,
+                           long ctx, long batch, long chunks, long threads);
+
 /* Flush stdout and check it worked; returns the exit code to use. */
 int ec_cli_finish(int code);
 

@@ -61,16 +61,11 @@ int ec_cmd_imatrix(int argc, char **argv)
     }
     const char *model_path = pos[0];
     free((void *)pos);
-    if ((text_path == NULL) == (tokens_path == NULL))
-        return ec_cli_usage_error("imatrix", "give exactly one of --text and --tokens");
+    int bad = ec_cli_check_text_opts("imatrix", text_path, tokens_path, ctx, batch, chunks, threads);
+    if (bad)
+        return bad;
     if (!out_path)
         return ec_cli_usage_error("imatrix", "-o OUT is required");
-    if (ctx < 4 || ctx > (1l << 24))
-        return ec_cli_usage_error("imatrix", "--ctx %ld: must be 4..16777216", ctx);
-    if (batch < 0 || batch > ctx || (batch > 0 && ctx % batch != 0))
-        return ec_cli_usage_error("imatrix", "--batch %ld: must divide --ctx %ld", batch, ctx);
-    if (chunks < 0 || threads < 0 || threads > 1024)
-        return ec_cli_usage_error("imatrix", "--chunks and --threads must be >= 0");
 
     struct ec_diag d;
     ec_diag_clear(&d);

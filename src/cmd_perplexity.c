@@ -60,14 +60,9 @@ int ec_cmd_perplexity(int argc, char **argv)
     }
     const char *model_path = pos[0];
     free((void *)pos);
-    if ((text_path == NULL) == (tokens_path == NULL))
-        return ec_cli_usage_error("perplexity", "give exactly one of --text and --tokens");
-    if (ctx < 4 || ctx > (1l << 24))
-        return ec_cli_usage_error("perplexity", "--ctx %ld: must be 4..16777216", ctx);
-    if (batch < 0 || batch > ctx || (batch > 0 && ctx % batch != 0))
-        return ec_cli_usage_error("perplexity", "--batch %ld: must divide --ctx %ld", batch, ctx);
-    if (chunks < 0 || threads < 0 || threads > 1024)
-        return ec_cli_usage_error("perplexity", "--chunks and --threads must be >= 0");
+    int bad = ec_cli_check_text_opts("perplexity", text_path, tokens_path, ctx, batch, chunks, threads);
+    if (bad)
+        return bad;
 
     struct ec_diag d;
     ec_diag_clear(&d);

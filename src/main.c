@@ -91,6 +91,20 @@ int ec_cli_usage_error(const char *cmd, const char *fmt, ...)
     return EC_EXIT_USAGE;
 }
 
+int ec_cli_check_text_opts(const char *cmd, const char *text_path, const char *tokens_path,
+                           long ctx, long batch, long chunks, long threads)
+{
+    if ((text_path == NULL) == (tokens_path == NULL))
+        return ec_cli_usage_error(cmd, "give exactly one of --text and --tokens");
+    if (ctx < 4 || ctx > (1l << 24))
+        return ec_cli_usage_error(cmd, "--ctx %ld: must be 4..16777216", ctx);
+    if (batch < 0 || batch > ctx || (batch > 0 && ctx % batch != 0))
+        return ec_cli_usage_error(cmd, "--batch %ld: must divide --ctx %ld", batch, ctx);
+    if (chunks < 0 || threads < 0 || threads > 1024)
+        return ec_cli_usage_error(cmd, "--chunks must be >= 0 and --threads 0..1024");
+    return 0;
+}
+
 int ec_cli_finish(int code)
 {
     if (fflush(stdout) != 0 || ferror(stdout)) {
