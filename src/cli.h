@@ -51,5 +51,6 @@ void ec_json_write_str(FILE *f, const char *s);
 int ec_cmd_inspect(int argc, char **argv);
 int ec_cmd_convert(int argc, char **argv);
 int ec_cmd_perplexity(int argc, char **argv);
+int ec_cmd_quantize(int argc, char **argv);
 
 #endif
