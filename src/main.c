@@ -15,6 +15,7 @@ static const struct ec_cmd commands[] = {
     {"convert", ec_cmd_convert, "Hugging Face checkpoint -> GGUF (F32/F16/BF16)"},
     {"perplexity", ec_cmd_perplexity, "perplexity of a model on a text, as llama-perplexity"},
     {"quantize", ec_cmd_quantize, "checkpoint or GGUF -> quantized GGUF (Q4_K_M, Q8_0, ...)"},
+    {"prune", ec_cmd_prune, "sparsify (SparseGPT, Wanda, magnitude, N:M) or shrink a model"},
 };
 static const size_t n_commands = sizeof commands / sizeof commands[0];
 
