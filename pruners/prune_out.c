@@ -189,7 +189,7 @@ static enum ec_status set_num(cJSON *cfg, const char *key, double v, struct ec_d
     if (!nv)
         return ec_fail(d, EC_ERR_NOMEM, "out of memory");
     if (old)
-        cJSON_ReplaceItemViaPointer(cfg, old, nv);
+        cJSON_ReplaceItemInObjectCaseSensitive(cfg, key, nv);
     else
         cJSON_AddItemToObject(cfg, key, nv);
     return EC_OK;
