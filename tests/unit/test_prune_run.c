@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <dirent.h>
 
 #include "common.h"
 #include "edgec/engine.h"
@@ -416,6 +417,49 @@ Test(prune_run, gqa_head_counts_that_split_groups_are_refused)
     cr_expect_eq(ec_prune_run(&o, &r, &d), EC_ERR_ARG);
     cr_expect(strstr(d.msg, "heads=3") != NULL, "message: %s", d.msg);
     ec_prune_result_release(&r);
+    free(model);
+}
+
+Test(prune_run, then_quantize_writes_a_quantized_gguf_and_no_temp, .timeout = 60)
+{
+    char *model = ec_test_shared("models/stories-student-256");
+    char *dir = ec_test_tmpdir();
+    char *out = path2(dir, "q.gguf");
+    struct ec_prune_opts o;
+    ec_prune_opts_init(&o);
+    o.input = model;
+    o.output = out;
+    o.method = EC_PRUNE_MAGNITUDE;
+    o.sp = (struct ec_sparsity){.prune_n = 2, .prune_m = 4};
+    o.then_quantize = "Q8_0";
+    struct ec_prune_result r;
+    run_prune(&o, &r);
+    cr_expect_str_eq(r.quantized_to, "Q8_0");
+    ec_prune_result_release(&r);
+    struct ec_diag d;
+    ec_diag_clear(&d);
+    struct ec_model m;
+    cr_assert_eq(ec_model_open(&m, out, &d), EC_OK, "%s", d.msg);
+    const struct ec_model_tensor *t = ec_model_find(&m, "blk.0.ffn_up.weight");
+    cr_assert_not_null(t);
+    cr_expect_eq(t->dtype, EC_Q8_0);
+    /* Q8_0 keeps exact zeros: the 2:4 pattern survives quantization */
+    float *w = malloc(ec_model_tensor_n_elems(t) * sizeof(float));
+    cr_assert_eq(ec_calib_tensor_f32(&m, t, w, &d), EC_OK);
+    cr_expect(ec_nm_holds(w, (int64_t)t->ne[1], (int64_t)t->ne[0], 2, 4));
+    free(w);
+    ec_model_close(&m);
+    DIR *dd = opendir(dir);
+    cr_assert_not_null(dd);
+    int n_files = 0;
+    for (struct dirent *de; (de = readdir(dd));)
+        n_files += de->d_name[0] != '.';
+    closedir(dd);
+    cr_expect_eq(n_files, 1, "temporary files left in %s", dir);
+    remove(out);
+    rmdir(dir);
+    free(out);
+    free(dir);
     free(model);
 }
 
