@@ -91,7 +91,7 @@ struct ec_prune_opts {
     int blocksize;          /* SparseGPT (0 = 128) */
     double percdamp;        /* SparseGPT (< 0 = 0.01) */
     bool kv_f32;            /* calibration attention without fp16 rounding */
-    enum ec_dtype outtype;  /* weights: EC_F32/F16/BF16; EC_COUNT-like 0xffff = source type */
+    enum ec_dtype outtype;  /* weights: EC_F32, EC_F16 or EC_BF16 when !outtype_auto */
     bool outtype_auto;      /* true: F32 sources give F32, F16/BF16 keep theirs */
     /* structured */
     bool structured;
