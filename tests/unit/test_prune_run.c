@@ -514,8 +514,14 @@ Test(prune_run, full_figures, .timeout = 3600)
             }
             fprintf(stderr, "| %s | %s | %.3f | %.3f | %.3f | %.3f |\n", models[mi] + 7,
                     specs[si], dense, ppl[0], ppl[1], ppl[2]);
-            cr_expect(ppl[0] < ppl[1] && ppl[1] < ppl[2], "%s %s: order", models[mi],
-                      specs[si]);
+            /* SparseGPT must win everywhere. Wanda < magnitude holds on
+             * stories260K but NOT on stories-student-256 (measured 50 %:
+             * wanda 7.891 vs magnitude 7.842; 2:4: 8.728 vs 8.716), so it is
+             * only asserted on the former. */
+            cr_expect(ppl[0] < ppl[1] && ppl[0] < ppl[2], "%s %s: sparsegpt not best",
+                      models[mi], specs[si]);
+            if (mi == 0)
+                cr_expect(ppl[1] < ppl[2], "%s %s: wanda vs magnitude", models[mi], specs[si]);
         }
         free(model);
     }
