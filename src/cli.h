@@ -59,5 +59,6 @@ int ec_cmd_convert(int argc, char **argv);
 int ec_cmd_perplexity(int argc, char **argv);
 int ec_cmd_imatrix(int argc, char **argv);
 int ec_cmd_quantize(int argc, char **argv);
+int ec_cmd_prune(int argc, char **argv);
 
 #endif

@@ -16,6 +16,7 @@ static const struct ec_cmd commands[] = {
     {"quantize", ec_cmd_quantize, "checkpoint or GGUF -> quantized GGUF (Q4_K_M, Q8_0, ...)"},
     {"perplexity", ec_cmd_perplexity, "perplexity of a model on a text, as llama-perplexity"},
     {"imatrix", ec_cmd_imatrix, "importance matrix (llama.cpp .dat) from a calibration text"},
+    {"prune", ec_cmd_prune, "sparsify (SparseGPT, Wanda, magnitude, N:M) or shrink a model"},
 };
 static const size_t n_commands = sizeof commands / sizeof commands[0];
 
