@@ -51,5 +51,9 @@ void ec_json_write_str(FILE *f, const char *s);
 int ec_cmd_inspect(int argc, char **argv);
 int ec_cmd_convert(int argc, char **argv);
 int ec_cmd_perplexity(int argc, char **argv);
+int ec_cmd_distill_export(int argc, char **argv);
+/* `edgec inspect DIR` on a distill export (cmd_distill_export.c): verifies and
+ * prints the summary; returns the exit code. */
+int ec_distill_inspect(const char *dir, bool json, bool verbose);
 
 #endif

@@ -14,6 +14,7 @@ static const struct ec_cmd commands[] = {
     {"inspect", ec_cmd_inspect, "show what is inside a checkpoint folder, .safetensors or .gguf"},
     {"convert", ec_cmd_convert, "Hugging Face checkpoint -> GGUF (F32/F16/BF16)"},
     {"perplexity", ec_cmd_perplexity, "perplexity of a model on a text, as llama-perplexity"},
+    {"distill-export", ec_cmd_distill_export, "teacher top-k log-probabilities for distillation"},
 };
 static const size_t n_commands = sizeof commands / sizeof commands[0];
 
