@@ -99,6 +99,9 @@ enum ec_status ec_distill_shard_decode(const uint8_t *buf, size_t n, const char 
                        "%s: at byte 104: header crc32 %08" PRIx32 " does not match the header "
                        "(%08" PRIx32 ")",
                        name, ec_get_u32le(buf + 104), hcrc);
+    if (ec_get_u32le(buf + 68) != 0 || ec_get_u32le(buf + 108) != 0)
+        return ec_fail(d, EC_ERR_FORMAT, "%s: at byte %d: reserved bytes are not zero", name,
+                       ec_get_u32le(buf + 68) != 0 ? 68 : 108);
     const uint32_t index = ec_get_u32le(buf + 12), n_seqs = ec_get_u32le(buf + 24);
     const uint64_t first_seq = ec_get_u64le(buf + 16);
     const uint32_t seq_len = ec_get_u32le(buf + 28), top_k = ec_get_u32le(buf + 32);
