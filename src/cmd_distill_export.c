@@ -31,7 +31,7 @@ struct cli_progress {
     bool enabled;
     double t0;
     double t_last;
-    uint64_t reused_at_start;
+    uint64_t fresh_at_start;
     bool started;
 };
 
@@ -41,7 +41,14 @@ static void on_progress(void *user, const struct ec_distill_progress *p)
     if (!cp->enabled)
         return;
     double now = ec_now_seconds();
-    bool last = p->tokens_done >= p->tokens_total;
+    bool last = p->shards_done == p->n_shards;
+    uint64_t fresh = p->tokens_done - p->tokens_reused;
+    if (!cp->started) {
+        /* the rate counts from the first report, after loading and tokenizing */
+        cp->started = true;
+        cp->t0 = now;
+        cp->fresh_at_start = fresh;
+    }
     if (!last && now - cp->t_last < 0.2)
         return;
     cp->t_last = now;
@@ -51,9 +58,8 @@ static void on_progress(void *user, const struct ec_distill_progress *p)
     for (int i = 0; i < 30; i++)
         bar[i] = i < filled ? '#' : '-';
     bar[30] = '\0';
-    uint64_t fresh = p->tokens_done - p->tokens_reused;
     double el = now - cp->t0;
-    double tps = el > 0 ? (double)fresh / el : 0;
+    double tps = el > 0 ? (double)(fresh - cp->fresh_at_start) / el : 0;
     double eta = tps > 0 ? (double)(p->tokens_total - p->tokens_done) / tps : 0;
     fprintf(stderr, "\rdistill [%s] %" PRIu64 "/%" PRIu64 " tokens, shard %" PRIu32 "/%" PRIu32
             ", %.0f tokens/s, ETA %.0fs   %s",
@@ -234,7 +240,6 @@ int ec_cmd_distill_export(int argc, char **argv)
     o.force = force;
     struct cli_progress cp = {
         .enabled = ec_log_level() != EC_LOG_QUIET && isatty(STDERR_FILENO),
-        .t0 = ec_now_seconds(),
     };
     o.on_progress = on_progress;
     o.user = &cp;
