@@ -131,12 +131,13 @@ class DistillExport:
         raw = d.decompress(z, raw_bytes + 1)
         if len(raw) != raw_bytes or not d.eof or d.unused_data:
             raise DistillError(f"{path}: zlib stream does not inflate to {raw_bytes} bytes")
+        mv = memoryview(raw)
         o = 0
-        inp = _unshuffle(raw[o:], n, w); o += n * w
-        ids = _unshuffle(raw[o:], n * k, w); o += n * k * w
-        q_top = _unshuffle(raw[o:], n, 2); o += n * 2
-        q_del = _unshuffle(raw[o:], n * (k - 1), 2); o += n * (k - 1) * 2
-        q_tail = _unshuffle(raw[o:], n, 2)
+        inp = _unshuffle(mv[o:], n, w); o += n * w
+        ids = _unshuffle(mv[o:], n * k, w); o += n * k * w
+        q_top = _unshuffle(mv[o:], n, 2); o += n * 2
+        q_del = _unshuffle(mv[o:], n * (k - 1), 2); o += n * (k - 1) * 2
+        q_tail = _unshuffle(mv[o:], n, 2)
         if inp.max(initial=0) >= n_vocab or ids.max(initial=0) >= n_vocab:
             raise DistillError(f"{path}: token id outside the vocabulary")
         q = np.concatenate([q_top.reshape(n, 1).astype(np.int64),

@@ -163,7 +163,8 @@ struct ec_distill_shard_expect {
     const uint8_t *fingerprint; /* 32 bytes, or NULL = do not check */
 };
 
-/* Decode a whole shard file held in memory (name for messages). Validates
+/* Decode a whole shard file held in memory (name for messages); ex (required)
+ * holds what the manifest says, and every header field must equal it. Validates
  * every length and value: header CRC, sizes, payload CRC, inflated size,
  * ids < n_vocab, monotone log-probs. rec may be NULL to verify only. A fuzz
  * target. */
@@ -176,7 +177,8 @@ enum ec_status ec_distill_shard_decode(const uint8_t *buf, size_t n, const char 
 enum ec_status ec_distill_shard_read(const struct ec_distill_manifest *m, uint32_t i,
                                      struct ec_distill_records *rec, struct ec_diag *d);
 
-/* Load the manifest and read every shard (rec = NULL). */
+/* Load the manifest and read every shard (rec = NULL). On failure *m is
+ * released; on success the caller releases it. */
 enum ec_status ec_distill_verify(const char *dir, struct ec_distill_manifest *m,
                                  struct ec_diag *d);
 
