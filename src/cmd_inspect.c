@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "edgec/distill.h"
 #include "edgec/gguf.h"
 #include "edgec/model.h"
 #include "edgec/safetensors.h"
@@ -399,7 +400,10 @@ int ec_cmd_inspect(int argc, char **argv)
     memset(&g, 0, sizeof g);
     memset(&st, 0, sizeof st);
 
-    if (ec_path_is_dir(path)) {
+    if (ec_path_is_dir(path) && ec_distill_is_export(path)) {
+        free(pos);
+        return ec_distill_inspect(path, c.json, c.verbose);
+    } else if (ec_path_is_dir(path)) {
         s = ec_model_open(&m, path, &d);
         if (s != EC_OK)
             goto out;

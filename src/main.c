@@ -17,6 +17,7 @@ static const struct ec_cmd commands[] = {
     {"perplexity", ec_cmd_perplexity, "perplexity of a model on a text, as llama-perplexity"},
     {"imatrix", ec_cmd_imatrix, "importance matrix (llama.cpp .dat) from a calibration text"},
     {"prune", ec_cmd_prune, "sparsify (SparseGPT, Wanda, magnitude, N:M) or shrink a model"},
+    {"distill-export", ec_cmd_distill_export, "teacher top-k log-probabilities for distillation"},
 };
 static const size_t n_commands = sizeof commands / sizeof commands[0];
 
