@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run one libFuzzer target for a number of seconds (clang from Debian's packages).
 #
-# Usage: scripts/fuzz.sh TARGET SECONDS     (TARGET: safetensors gguf config sp_model tokenizer_json imatrix, or all)
+# Usage: scripts/fuzz.sh TARGET SECONDS     (TARGET: safetensors gguf config sp_model tokenizer_json imatrix
+#                                    distill_shard distill_manifest, or all)
 # The corpus lives in build-fuzz/corpus/TARGET (seeded from tests/fuzz/regress/TARGET and the
 # shared models); crashes are written to build-fuzz/crashes/TARGET/ and the script exits 1.
 # Any crash found must be copied to tests/fuzz/regress/TARGET/ (named for the defect) and fixed.
@@ -9,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 target=${1:?usage: scripts/fuzz.sh TARGET SECONDS}
 secs=${2:?usage: scripts/fuzz.sh TARGET SECONDS}
-all_targets="safetensors gguf config sp_model tokenizer_json imatrix"
+all_targets="safetensors gguf config sp_model tokenizer_json imatrix distill_shard distill_manifest"
 if [ "$target" = all ]; then
     rc=0
     for t in $all_targets; do bash "$0" "$t" "$secs" || rc=1; done

@@ -139,6 +139,10 @@ struct ec_distill_manifest {
  * An incomplete export (interrupted run) is EC_ERR_FORMAT. */
 enum ec_status ec_distill_manifest_load(struct ec_distill_manifest *m, const char *dir,
                                         struct ec_diag *d);
+/* The same checks on manifest text already in memory (dir names the export
+ * in messages and is kept in m->dir); the fuzz target's entry point. */
+enum ec_status ec_distill_manifest_parse(struct ec_distill_manifest *m, const char *dir,
+                                         const char *text, size_t len, struct ec_diag *d);
 void ec_distill_manifest_release(struct ec_distill_manifest *m);
 /* Whether dir holds a manifest.json naming format "edgec-distill" (any version). */
 bool ec_distill_is_export(const char *dir);

@@ -327,12 +327,25 @@ enum ec_status ec_distill_manifest_load(struct ec_distill_manifest *m, const cha
     char *path = ec_path_join(dir, EC_DISTILL_MANIFEST);
     char *text = NULL;
     size_t len = 0;
+    if (!path)
+        return ec_fail(d, EC_ERR_NOMEM, "out of memory");
+    enum ec_status st = ec_read_file(path, MANIFEST_MAX_BYTES, &text, &len, d);
+    if (st == EC_OK)
+        st = ec_distill_manifest_parse(m, dir, text, len, d);
+    free(text);
+    free(path);
+    return st;
+}
+
+enum ec_status ec_distill_manifest_parse(struct ec_distill_manifest *m, const char *dir,
+                                         const char *text, size_t len, struct ec_diag *d)
+{
+    memset(m, 0, sizeof *m);
+    char *path = ec_path_join(dir, EC_DISTILL_MANIFEST);
     cJSON *j = NULL;
     enum ec_status st = EC_OK;
     if (!path)
         return ec_fail(d, EC_ERR_NOMEM, "out of memory");
-    if ((st = ec_read_file(path, MANIFEST_MAX_BYTES, &text, &len, d)) != EC_OK)
-        goto out_free;
     struct jctx c = {.path = path, .d = d};
     j = cJSON_ParseWithLength(text, len);
     if (!cJSON_IsObject(j)) {
@@ -487,7 +500,6 @@ enum ec_status ec_distill_manifest_load(struct ec_distill_manifest *m, const cha
     }
 out_free:
     cJSON_Delete(j);
-    free(text);
     free(path);
     if (st != EC_OK)
         ec_distill_manifest_release(m);
