@@ -61,6 +61,8 @@ int ec_cmd_imatrix(int argc, char **argv);
 int ec_cmd_quantize(int argc, char **argv);
 int ec_cmd_prune(int argc, char **argv);
 int ec_cmd_distill_export(int argc, char **argv);
+int ec_cmd_validate(int argc, char **argv);
+int ec_cmd_generate(int argc, char **argv);
 /* `edgec inspect DIR` on a distill export (cmd_distill_export.c): verifies and
  * prints the summary; returns the exit code. */
 int ec_distill_inspect(const char *dir, bool json, bool verbose);
