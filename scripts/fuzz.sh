@@ -16,14 +16,14 @@ if [ "$target" = all ]; then
     for t in $all_targets; do bash "$0" "$t" "$secs" || rc=1; done
     exit $rc
 fi
-EDGEC_WITH_FUZZ=1 bash scripts/install-deps.sh
+[ "${EDGEC_FUZZ_NOBUILD:-0}" = 1 ] || EDGEC_WITH_FUZZ=1 bash scripts/install-deps.sh
 shared="${EDGEC_SHARED:-$(cd .. && pwd)/shared}"
 bdir=build-fuzz
 if [ ! -f "$bdir/build.ninja" ]; then
     CC=clang meson setup "$bdir" -Dfuzz=true -Dopenmp=disabled -Db_sanitize=address,undefined \
         -Db_lundef=false -Dbuildtype=debugoptimized >/dev/null
 fi
-ninja -C "$bdir" "tests/fuzz/fuzz_$target" >/dev/null
+[ "${EDGEC_FUZZ_NOBUILD:-0}" = 1 ] || ninja -C "$bdir" "tests/fuzz/fuzz_$target" >/dev/null
 corpus="$bdir/corpus/$target"
 crashes="$bdir/crashes/$target"
 mkdir -p "$corpus" "$crashes"

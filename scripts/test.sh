@@ -3,7 +3,7 @@
 # Prints a closing "tests: N passed, N failed, N skipped" line.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install-deps.sh || { echo "test: dependency install failed" >&2; exit 4; }
+EDGEC_WITH_FUZZ=1 EDGEC_WITH_BROWSER=1 bash scripts/install-deps.sh || { echo "test: dependency install failed" >&2; exit 4; }
 
 export EDGEC_SHARED="${EDGEC_SHARED:-$(cd .. && pwd)/shared}"
 fail=0
@@ -31,6 +31,42 @@ for s in scripts/interop_llamacpp.sh scripts/interop_prune.sh; do
     [ -n "$line" ] && extra+=("$line")
     rm -f "$log"
 done
+
+# Fuzzing: every libFuzzer target for EDGEC_FUZZ_SECONDS (default 60) each, two
+# at a time; a crash, hang or leak fails the run and names the reproducer.
+if command -v clang >/dev/null && [ "${EDGEC_FUZZ_SECONDS:-60}" -gt 0 ]; then
+    fz_targets=$(sed -n 's/^all_targets="\(.*\)"$/\1/p' scripts/fuzz.sh)
+    if [ ! -f build-fuzz/build.ninja ]; then
+        CC=clang meson setup build-fuzz -Dfuzz=true -Dopenmp=disabled -Db_sanitize=address,undefined \
+            -Db_lundef=false -Dbuildtype=debugoptimized >/dev/null || fail=1
+    fi
+    # shellcheck disable=SC2046
+    ninja -C build-fuzz $(for t in $fz_targets; do echo "tests/fuzz/fuzz_$t"; done) >/dev/null || fail=1
+    fz_log=$(mktemp)
+    set -- $fz_targets
+    while [ $# -gt 0 ]; do
+        EDGEC_FUZZ_NOBUILD=1 bash scripts/fuzz.sh "$1" "${EDGEC_FUZZ_SECONDS:-60}" >>"$fz_log" 2>&1 &
+        p1=$!; p2=""
+        if [ $# -gt 1 ]; then
+            EDGEC_FUZZ_NOBUILD=1 bash scripts/fuzz.sh "$2" "${EDGEC_FUZZ_SECONDS:-60}" >>"$fz_log.2" 2>&1 &
+            p2=$!
+        fi
+        wait $p1 || fail=1
+        [ -n "$p2" ] && { wait $p2 || fail=1; }
+        shift; [ $# -gt 0 ] && shift
+    done
+    cat "$fz_log.2" >>"$fz_log" 2>/dev/null
+    grep -E '^fuzz [a-z_]+:|crash-|timeout-|leak-|ERROR' "$fz_log"
+    n_t=$(grep -c '^fuzz [a-z_]*:' "$fz_log")
+    execs=$(sed -n 's/^fuzz [a-z_]*: \([0-9]*\) runs.*/\1/p' "$fz_log" | awk '{s += $1} END {print s + 0}')
+    crashes=$(sed -n 's/.*, \([0-9]*\) crash\/timeout\/leak artifacts/\1/p' "$fz_log" | awk '{s += $1} END {print s + 0}')
+    extra+=("fuzz: $n_t targets, $execs execs, $crashes crashes")
+    echo "fuzz: $n_t targets, $execs execs, $crashes crashes"
+    rm -f "$fz_log" "$fz_log.2"
+elif [ "${CI:-}" = true ]; then
+    echo "fuzz: clang missing under CI=true" >&2
+    fail=1
+fi
 
 python3 scripts/test_summary.py build build-asan -- "${extra[@]}" || fail=1
 exit $fail
