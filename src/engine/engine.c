@@ -445,16 +445,18 @@ static void round_q8_0_block(const float *x, float *y)
     float amax = 0.0f;
     for (int j = 0; j < 32; j++)
         amax = fmaxf(amax, fabsf(x[j]));
+    /* as ggml-cpu's x86 quantize_row_q8_0 (the AVX2 path llama.cpp runs on
+     * x86-64): id = 127 / amax, ties to even; the scale stored as fp16 */
     const float dd = amax / 127.0f;
-    const float id = dd != 0.0f ? 1.0f / dd : 0.0f;
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
     const float dh = ec_fp16_to_fp32(ec_fp32_to_fp16(dd));
     for (int j = 0; j < 32; j++)
-        y[j] = roundf(x[j] * id) * dh;
+        y[j] = rintf(x[j] * id) * dh;
 }
 
 /* Q8_K values of one block of 256 (quantize_row_q8_K_ref): scale from the
- * value of largest magnitude, iscale = -128 / max, q = nearest(iscale x)
- * capped at 127, d = 1 / iscale (float) */
+ * value of largest magnitude, iscale = -127 / max (ggml changed it from -128
+ * for IQ2_XXS), q = nearest(iscale x) capped at 127, d = 1 / iscale (float) */
 static void round_q8_k_block(const float *x, float *y)
 {
     float amax = 0.0f, mx = 0.0f;
@@ -470,7 +472,7 @@ static void round_q8_k_block(const float *x, float *y)
             y[j] = 0.0f;
         return;
     }
-    const float iscale = -128.0f / mx;
+    const float iscale = -127.0f / mx;
     const float dd = 1.0f / iscale;
     for (int j = 0; j < 256; j++) {
         float v = rintf(iscale * x[j]); /* ggml's nearest_int: ties to even */
