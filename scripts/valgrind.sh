@@ -9,7 +9,7 @@ build=${1:-build}
 shift || true
 suites=("$@")
 [ ${#suites[@]} -eq 0 ] && suites=(core gguf safetensors malformed tokenize vocab hf_config convert \
-    quant_golden quant_props quant_plan imatrix prune_golden linalg)
+    quant_golden quant_props quant_plan imatrix prune_golden linalg validate)
 export EDGEC_SHARED="${EDGEC_SHARED:-$(cd .. && pwd)/shared}"
 pass=0
 fail=0
