@@ -266,6 +266,7 @@ int ec_cmd_quantize(int argc, char **argv)
     o.dry_run = dry_run;
     o.no_recipe = no_recipe;
     o.n_threads = (int)threads;
+    o.skip_tensor_sha256 = !c.json; /* per-tensor hashes are only printed by --json */
 
     struct ec_progress prog;
     ec_progress_begin(&prog, "quantize", 0);
