@@ -311,7 +311,7 @@ void ec_q8_0_quantize_row_ref(const float *x, void *vy, int64_t n)
         y[b].d = ec_h(d);
         /* roundf: ties away from zero, unlike the K-quants' nearest_int */
         for (int j = 0; j < QK; j++)
-            y[b].qs[j] = (int8_t)ec_trunc_i32(roundf(x[j] * id));
+            y[b].qs[j] = (int8_t)ec_round_away_i32(x[j] * id);
     }
 }
 

@@ -8,6 +8,7 @@
 #ifndef EDGEC_QUANT_INTERNAL_H
 #define EDGEC_QUANT_INTERNAL_H
 
+#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -35,6 +36,18 @@ static inline int32_t ec_trunc_i32(float v)
     if (v > -2147483904.0f && v < 2147483648.0f)
         return (int32_t)v;
     return INT32_MIN;
+}
+
+/* ec_trunc_i32(roundf(v)) without the libm call (roundf was ~10% of Q8_0 time):
+ * v - trunc(v) is exact for every float, so the tie test matches roundf's
+ * half-away-from-zero; |v| >= 2^23 is already integral and NaN goes the slow way. */
+static inline int32_t ec_round_away_i32(float v)
+{
+    if (!(v > -8388608.0f && v < 8388608.0f))
+        return ec_trunc_i32(roundf(v));
+    int32_t i = (int32_t)v;
+    float f = v - (float)i;
+    return i + (f >= 0.5f) - (f <= -0.5f);
 }
 
 /* Store a float as fp16 bits and read it back as ggml's table lookup does. */

@@ -460,7 +460,8 @@ enum ec_status ec_quantize_run(const struct ec_quantize_opts *o, struct ec_quant
                 s = ec_gguf_writer_write(w, out, out_bytes, d);
                 if (s != EC_OK)
                     goto out_writer;
-                ec_sha256_update(&sha, out, out_bytes);
+                if (!o->skip_tensor_sha256)
+                    ec_sha256_update(&sha, out, out_bytes);
                 if (!t->permute_heads)
                     ec_mapped_drop(t->data + row * src_rb, nr * src_rb);
             }
@@ -471,8 +472,10 @@ enum ec_status ec_quantize_run(const struct ec_quantize_opts *o, struct ec_quant
         }
         ec_mapped_drop(t->data, t->n_bytes);
         uint8_t dg[32];
-        ec_sha256_final(&sha, dg);
-        ec_sha256_to_hex(dg, r->tensors[i].sha256);
+        if (!o->skip_tensor_sha256) {
+            ec_sha256_final(&sha, dg);
+            ec_sha256_to_hex(dg, r->tensors[i].sha256);
+        }
         r->tensors[i].seconds = ec_now_seconds() - ts;
         bytes_done += e->src_bytes;
         if (o->progress)

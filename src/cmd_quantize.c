@@ -36,7 +36,7 @@ static const char description[] =
     "The output gets llama-quantize's metadata (general.file_type, quantize.imatrix.*) plus\n"
     "edgec.quantize.* recipe keys (--no-recipe omits them, making the file byte-identical to\n"
     "llama-quantize's). With --dry-run nothing is written; the plan and sizes are printed.\n"
-    "Results go to stdout (--json: plan and per-tensor results), warnings to stderr.";
+    "Results go to stdout (--json: plan and per-tensor results with SHA-256; without --json tensors are not hashed), warnings to stderr.";
 
 static void on_progress(void *ctx, uint64_t done, uint64_t total, uint64_t bytes)
 {
@@ -266,6 +266,7 @@ int ec_cmd_quantize(int argc, char **argv)
     o.dry_run = dry_run;
     o.no_recipe = no_recipe;
     o.n_threads = (int)threads;
+    o.skip_tensor_sha256 = !c.json; /* per-tensor hashes are only printed by --json */
 
     struct ec_progress prog;
     ec_progress_begin(&prog, "quantize", 0);
