@@ -467,6 +467,7 @@ Test(prune_run, sparsity_specs_parse)
 {
     struct ec_sparsity sp;
     struct ec_diag d;
+    ec_diag_clear(&d);
     cr_expect_eq(ec_sparsity_parse("0.5", &sp, &d), EC_OK);
     cr_expect(sp.ratio == 0.5 && sp.prune_m == 0);
     cr_expect_eq(ec_sparsity_parse("2:4", &sp, &d), EC_OK);
@@ -501,6 +502,7 @@ Test(prune_run, full_figures, .timeout = 3600)
                 o.output = out;
                 o.method = methods[k];
                 struct ec_diag d;
+                ec_diag_clear(&d);
                 cr_assert_eq(ec_sparsity_parse(specs[si], &o.sp, &d), EC_OK);
                 o.calib = cal;
                 struct ec_prune_result r;
