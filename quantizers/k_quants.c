@@ -18,7 +18,8 @@
 #include "quantizers/quant_internal.h"
 
 #define QK_K EC_QK_K
-#define GROUP_EPS 1e-15f /* below this a group counts as all zero */
+#define GROUP_EPS EC_GROUP_EPS /* below this a group counts as all zero */
+#define NL EC_SEARCH_LANES
 
 /* ---- scale searches -------------------------------------------------------- */
 
@@ -324,6 +325,48 @@ static float make_qp_quants(int n, int nmax, const float *x, uint8_t *L, const f
     return sumlx / suml2;
 }
 
+/* ---- eight groups at a time ------------------------------------------------- */
+
+/* The _fast kernels run the sub-block searches of a super-block through the
+ * vector kernels of k_search_v8.c, eight sub-blocks per call, and everything
+ * else exactly as the _ref kernels do; the bytes are identical. */
+
+/* Element i of group j (stride elements apart) to [i * NL + j]. */
+static void to_lanes(const float *src, int n, int stride, float *dst)
+{
+    for (int j = 0; j < NL; j++)
+        for (int i = 0; i < n; i++)
+            dst[i * NL + j] = src[j * stride + i];
+}
+
+/* 8 asymmetric searches of n elements (groups n apart in x and w). */
+static void qkx_groups8(int n, int nmax, const float *x, const float *w, float rmin, float rdelta,
+                        int nstep, bool use_mad, uint8_t *L, float *scales, float *mins)
+{
+    float xt[32 * NL], wt[32 * NL];
+    uint8_t Lt[32 * NL];
+    to_lanes(x, n, n, xt);
+    to_lanes(w, n, n, wt);
+    ec_qkx_search_v8(n, nmax, xt, wt, rmin, rdelta, nstep, use_mad, Lt, scales, mins);
+    for (int j = 0; j < NL; j++)
+        for (int i = 0; i < n; i++)
+            L[j * n + i] = Lt[i * NL + j];
+}
+
+/* 8 symmetric (rmse_type 1) searches of n elements; w NULL: x^2. */
+static void qx_groups8(int n, int nmax, const float *x, const float *w, int8_t *L, float *scales)
+{
+    float xt[32 * NL], wt[32 * NL];
+    int8_t Lt[32 * NL];
+    to_lanes(x, n, n, xt);
+    if (w)
+        to_lanes(w, n, n, wt);
+    ec_qx_search_v8(n, nmax, xt, w ? wt : NULL, Lt, scales);
+    for (int j = 0; j < NL; j++)
+        for (int i = 0; i < n; i++)
+            L[j * n + i] = Lt[i * NL + j];
+}
+
 /* ---- packing helpers --------------------------------------------------------- */
 
 /* 2-bit levels of 256 elements: byte l of each 32-byte half holds elements
@@ -470,21 +513,28 @@ static float super_sigma2(const float *x, float factor)
 
 /* ---- Q2_K ---- */
 
-void ec_q2_k_quantize_row_ref(const float *x, void *vy, int64_t n)
+static void q2_k_row(const float *x, void *vy, int64_t n, bool v8)
 {
     assert(n % QK_K == 0);
     struct ec_block_q2_k *y = vy;
     uint8_t L[QK_K], Laux[16];
-    float weights[16], mins[QK_K / 16], scales[QK_K / 16];
+    float weights[QK_K], mins[QK_K / 16], scales[QK_K / 16];
     const float q4scale = 15.0f;
 
     for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
         float max_scale = 0.0f, max_min = 0.0f;
+        for (int l = 0; l < QK_K; l++)
+            weights[l] = fabsf(x[l]);
+        if (v8) {
+            for (int j = 0; j < QK_K / 16; j += NL)
+                qkx_groups8(16, 3, x + 16 * j, weights + 16 * j, -0.5f, 0.1f, 15, true,
+                            L + 16 * j, scales + j, mins + j);
+        } else {
+            for (int j = 0; j < QK_K / 16; j++)
+                scales[j] = make_qkx2_quants(16, 3, x + 16 * j, weights + 16 * j, L + 16 * j,
+                                             &mins[j], Laux, -0.5f, 0.1f, 15, true);
+        }
         for (int j = 0; j < QK_K / 16; j++) {
-            for (int l = 0; l < 16; l++)
-                weights[l] = fabsf(x[16 * j + l]);
-            scales[j] = make_qkx2_quants(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux,
-                                         -0.5f, 0.1f, 15, true);
             if (scales[j] > max_scale)
                 max_scale = scales[j];
             if (mins[j] > max_min)
@@ -512,28 +562,30 @@ void ec_q2_k_quantize_row_ref(const float *x, void *vy, int64_t n)
     }
 }
 
-void ec_q2_k_quantize_row_imat_ref(const float *x, void *vy, int64_t n, const float *w)
+static void q2_k_row_imat(const float *x, void *vy, int64_t n, const float *w, bool v8)
 {
-    if (!w) {
-        ec_q2_k_quantize_row_ref(x, vy, n);
-        return;
-    }
     struct ec_block_q2_k *y = vy;
     uint8_t L[QK_K], Laux[16], Ls[QK_K / 16], Lm[QK_K / 16];
-    float mins[QK_K / 16], scales[QK_K / 16], sw[QK_K / 16], weight[16];
+    float mins[QK_K / 16], scales[QK_K / 16], sw[QK_K / 16], weight[QK_K];
 
     for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
         const float sigma2 = super_sigma2(x, 1.0f);
         for (int j = 0; j < QK_K / 16; j++) {
             const float *qw = w + QK_K * i + 16 * j;
+            float *wj = weight + 16 * j;
             for (int l = 0; l < 16; l++)
-                weight[l] = qw[l] * sqrtf(sigma2 + x[16 * j + l] * x[16 * j + l]);
+                wj[l] = qw[l] * sqrtf(sigma2 + x[16 * j + l] * x[16 * j + l]);
             sw[j] = 0.0f;
             for (int l = 0; l < 16; l++)
-                sw[j] += weight[l];
-            scales[j] = ec_make_qkx3_quants(16, 3, x + 16 * j, weight, L + 16 * j, &mins[j], Laux,
-                                            -0.9f, 0.05f, 36, false);
+                sw[j] += wj[l];
+            if (!v8)
+                scales[j] = ec_make_qkx3_quants(16, 3, x + 16 * j, wj, L + 16 * j, &mins[j], Laux,
+                                                -0.9f, 0.05f, 36, false);
         }
+        if (v8)
+            for (int j = 0; j < QK_K / 16; j += NL)
+                qkx_groups8(16, 3, x + 16 * j, weight + 16 * j, -0.9f, 0.05f, 36, false,
+                            L + 16 * j, scales + j, mins + j);
         const float dm = make_qp_quants(QK_K / 16, 15, scales, Ls, sw);
         const float mm = make_qp_quants(QK_K / 16, 15, mins, Lm, sw);
         y[i].d = ec_h(dm);
@@ -543,6 +595,32 @@ void ec_q2_k_quantize_row_imat_ref(const float *x, void *vy, int64_t n, const fl
         requant_q2(x, &y[i], L);
         pack_2bit(L, y[i].qs);
     }
+}
+
+void ec_q2_k_quantize_row_ref(const float *x, void *vy, int64_t n)
+{
+    q2_k_row(x, vy, n, false);
+}
+
+void ec_q2_k_quantize_row_fast(const float *x, void *vy, int64_t n)
+{
+    q2_k_row(x, vy, n, true);
+}
+
+void ec_q2_k_quantize_row_imat_ref(const float *x, void *vy, int64_t n, const float *w)
+{
+    if (w)
+        q2_k_row_imat(x, vy, n, w, false);
+    else
+        q2_k_row(x, vy, n, false);
+}
+
+void ec_q2_k_quantize_row_imat_fast(const float *x, void *vy, int64_t n, const float *w)
+{
+    if (w)
+        q2_k_row_imat(x, vy, n, w, true);
+    else
+        q2_k_row(x, vy, n, true);
 }
 
 void ec_q2_k_dequantize_row_ref(const void *vx, float *y, int64_t n)
@@ -601,28 +679,29 @@ void ec_q3_k_quantize_row_ref(const float *x, void *vy, int64_t n)
     }
 }
 
-void ec_q3_k_quantize_row_imat_ref(const float *x, void *vy, int64_t n, const float *w)
+static void q3_k_row_imat(const float *x, void *vy, int64_t n, const float *w, bool v8)
 {
-    if (!w) {
-        ec_q3_k_quantize_row_ref(x, vy, n);
-        return;
-    }
     struct ec_block_q3_k *y = vy;
     int8_t L[QK_K], Ls[QK_K / 16];
-    float scales[QK_K / 16], weight[16], sw[QK_K / 16];
+    float scales[QK_K / 16], weight[QK_K], sw[QK_K / 16];
 
     for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
         const float sigma2 = super_sigma2(x, 2.0f);
         for (int j = 0; j < QK_K / 16; j++) {
             const float *qw = w + QK_K * i + 16 * j;
+            float *wj = weight + 16 * j;
             for (int l = 0; l < 16; l++)
-                weight[l] = qw[l] * sqrtf(sigma2 + x[16 * j + l] * x[16 * j + l]);
+                wj[l] = qw[l] * sqrtf(sigma2 + x[16 * j + l] * x[16 * j + l]);
             float sumw = 0.0f;
             for (int l = 0; l < 16; l++)
-                sumw += weight[l];
+                sumw += wj[l];
             sw[j] = sumw;
-            scales[j] = ec_make_qx_quants(16, 4, x + 16 * j, L + 16 * j, 1, weight);
+            if (!v8)
+                scales[j] = ec_make_qx_quants(16, 4, x + 16 * j, L + 16 * j, 1, wj);
         }
+        if (v8)
+            for (int j = 0; j < QK_K / 16; j += NL)
+                qx_groups8(16, 4, x + 16 * j, weight + 16 * j, L + 16 * j, scales + j);
         memset(y[i].scales, 0, sizeof y[i].scales);
         const float d_block = ec_make_qx_quants(QK_K / 16, 32, scales, Ls, 1, sw);
         for (int j = 0; j < QK_K / 16; j++)
@@ -630,6 +709,24 @@ void ec_q3_k_quantize_row_imat_ref(const float *x, void *vy, int64_t n, const fl
         y[i].d = ec_h(d_block);
         finish_q3(x, &y[i], L);
     }
+}
+
+void ec_q3_k_quantize_row_imat_ref(const float *x, void *vy, int64_t n, const float *w)
+{
+    if (w)
+        q3_k_row_imat(x, vy, n, w, false);
+    else
+        ec_q3_k_quantize_row_ref(x, vy, n);
+}
+
+/* Without weights Q3_K runs make_q3_quants, which is not vectorised: the
+ * fast kernel is the reference there. */
+void ec_q3_k_quantize_row_imat_fast(const float *x, void *vy, int64_t n, const float *w)
+{
+    if (w)
+        q3_k_row_imat(x, vy, n, w, true);
+    else
+        ec_q3_k_quantize_row_ref(x, vy, n);
 }
 
 void ec_q3_k_dequantize_row_ref(const void *vx, float *y, int64_t n)
@@ -659,20 +756,26 @@ void ec_q3_k_dequantize_row_ref(const void *vx, float *y, int64_t n)
 
 /* The no-imatrix sub-block search of Q4_K and Q5_K. */
 static void k4_ref_block(const float *x, int nmax, float rmin, float rdelta, int nstep, uint8_t *L,
-                         uint8_t scales_out[12], uint16_t *hd, uint16_t *hdmin)
+                         uint8_t scales_out[12], uint16_t *hd, uint16_t *hdmin, bool v8)
 {
     uint8_t Laux[32];
-    float weights[32], mins[QK_K / 32], scales[QK_K / 32];
+    float weights[QK_K], mins[QK_K / 32], scales[QK_K / 32];
     float max_scale = 0.0f, max_min = 0.0f;
     for (int j = 0; j < QK_K / 32; j++) {
         float sum_x2 = 0.0f;
         for (int l = 0; l < 32; l++)
             sum_x2 += x[32 * j + l] * x[32 * j + l];
         const float av_x = sqrtf(sum_x2 / 32);
+        float *wj = weights + 32 * j;
         for (int l = 0; l < 32; l++)
-            weights[l] = av_x + fabsf(x[32 * j + l]);
-        scales[j] = make_qkx2_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux,
-                                     rmin, rdelta, nstep, false);
+            wj[l] = av_x + fabsf(x[32 * j + l]);
+        if (!v8)
+            scales[j] = make_qkx2_quants(32, nmax, x + 32 * j, wj, L + 32 * j, &mins[j], Laux,
+                                         rmin, rdelta, nstep, false);
+    }
+    if (v8)
+        qkx_groups8(32, nmax, x, weights, rmin, rdelta, nstep, false, L, scales, mins);
+    for (int j = 0; j < QK_K / 32; j++) {
         if (scales[j] > max_scale)
             max_scale = scales[j];
         if (mins[j] > max_min)
@@ -694,28 +797,32 @@ static void k4_ref_block(const float *x, int nmax, float rmin, float rdelta, int
 /* The imatrix search of Q4_K and Q5_K; w == NULL uses ggml's no-imatrix weights
  * of the _impl variant (only reachable through this helper). */
 static void k4_imat_block(const float *x, const float *w, int nmax, bool clamp63, uint8_t *L,
-                          uint8_t scales_out[12], uint16_t *hd, uint16_t *hdmin)
+                          uint8_t scales_out[12], uint16_t *hd, uint16_t *hdmin, bool v8)
 {
     uint8_t Laux[32], Ls[QK_K / 32], Lm[QK_K / 32];
-    float weights[32], sw[QK_K / 32], mins[QK_K / 32], scales[QK_K / 32];
+    float weights[QK_K], sw[QK_K / 32], mins[QK_K / 32], scales[QK_K / 32];
     const float sigma2 = super_sigma2(x, 2.0f);
     const float av_x = sqrtf(sigma2);
     for (int j = 0; j < QK_K / 32; j++) {
+        float *wj = weights + 32 * j;
         if (w) {
             const float *qw = w + 32 * j;
             for (int l = 0; l < 32; l++)
-                weights[l] = qw[l] * sqrtf(sigma2 + x[32 * j + l] * x[32 * j + l]);
+                wj[l] = qw[l] * sqrtf(sigma2 + x[32 * j + l] * x[32 * j + l]);
         } else {
             for (int l = 0; l < 32; l++)
-                weights[l] = av_x + fabsf(x[32 * j + l]);
+                wj[l] = av_x + fabsf(x[32 * j + l]);
         }
         float sumw = 0.0f;
         for (int l = 0; l < 32; l++)
-            sumw += weights[l];
+            sumw += wj[l];
         sw[j] = sumw;
-        scales[j] = ec_make_qkx3_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux,
-                                        -0.9f, 0.05f, 36, false);
+        if (!v8)
+            scales[j] = ec_make_qkx3_quants(32, nmax, x + 32 * j, wj, L + 32 * j, &mins[j], Laux,
+                                            -0.9f, 0.05f, 36, false);
     }
+    if (v8)
+        qkx_groups8(32, nmax, x, weights, -0.9f, 0.05f, 36, false, L, scales, mins);
     const float d_block = make_qp_quants(QK_K / 32, 63, scales, Ls, sw);
     const float m_block = make_qp_quants(QK_K / 32, 63, mins, Lm, sw);
     memset(scales_out, 0, 12);
@@ -732,30 +839,41 @@ static void k4_imat_block(const float *x, const float *w, int nmax, bool clamp63
     requant_k4(x, scales_out, *hd, *hdmin, nmax, L);
 }
 
-void ec_q4_k_quantize_row_ref(const float *x, void *vy, int64_t n)
+/* w NULL: the reference search (no importance weights). */
+static void q4_k_row(const float *x, void *vy, int64_t n, const float *w, bool v8)
 {
     assert(n % QK_K == 0);
     struct ec_block_q4_k *y = vy;
     uint8_t L[QK_K];
     for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
-        memset(y[i].scales, 0, sizeof y[i].scales);
-        k4_ref_block(x, 15, -1.0f, 0.1f, 20, L, y[i].scales, &y[i].d, &y[i].dmin);
+        if (w) {
+            k4_imat_block(x, w + QK_K * i, 15, false, L, y[i].scales, &y[i].d, &y[i].dmin, v8);
+        } else {
+            memset(y[i].scales, 0, sizeof y[i].scales);
+            k4_ref_block(x, 15, -1.0f, 0.1f, 20, L, y[i].scales, &y[i].d, &y[i].dmin, v8);
+        }
         pack_q4_k(L, y[i].qs);
     }
 }
 
+void ec_q4_k_quantize_row_ref(const float *x, void *vy, int64_t n)
+{
+    q4_k_row(x, vy, n, NULL, false);
+}
+
+void ec_q4_k_quantize_row_fast(const float *x, void *vy, int64_t n)
+{
+    q4_k_row(x, vy, n, NULL, true);
+}
+
 void ec_q4_k_quantize_row_imat_ref(const float *x, void *vy, int64_t n, const float *w)
 {
-    if (!w) {
-        ec_q4_k_quantize_row_ref(x, vy, n);
-        return;
-    }
-    struct ec_block_q4_k *y = vy;
-    uint8_t L[QK_K];
-    for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
-        k4_imat_block(x, w + QK_K * i, 15, false, L, y[i].scales, &y[i].d, &y[i].dmin);
-        pack_q4_k(L, y[i].qs);
-    }
+    q4_k_row(x, vy, n, w, false);
+}
+
+void ec_q4_k_quantize_row_imat_fast(const float *x, void *vy, int64_t n, const float *w)
+{
+    q4_k_row(x, vy, n, w, true);
 }
 
 void ec_q4_k_dequantize_row_ref(const void *vx, float *y, int64_t n)
@@ -781,30 +899,40 @@ void ec_q4_k_dequantize_row_ref(const void *vx, float *y, int64_t n)
 
 /* ---- Q5_K ---- */
 
-void ec_q5_k_quantize_row_ref(const float *x, void *vy, int64_t n)
+static void q5_k_row(const float *x, void *vy, int64_t n, const float *w, bool v8)
 {
     assert(n % QK_K == 0);
     struct ec_block_q5_k *y = vy;
     uint8_t L[QK_K];
     for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
-        memset(y[i].scales, 0, sizeof y[i].scales);
-        k4_ref_block(x, 31, -0.5f, 0.1f, 15, L, y[i].scales, &y[i].d, &y[i].dmin);
+        if (w) {
+            k4_imat_block(x, w + QK_K * i, 31, true, L, y[i].scales, &y[i].d, &y[i].dmin, v8);
+        } else {
+            memset(y[i].scales, 0, sizeof y[i].scales);
+            k4_ref_block(x, 31, -0.5f, 0.1f, 15, L, y[i].scales, &y[i].d, &y[i].dmin, v8);
+        }
         pack_q5_k(L, &y[i]);
     }
 }
 
+void ec_q5_k_quantize_row_ref(const float *x, void *vy, int64_t n)
+{
+    q5_k_row(x, vy, n, NULL, false);
+}
+
+void ec_q5_k_quantize_row_fast(const float *x, void *vy, int64_t n)
+{
+    q5_k_row(x, vy, n, NULL, true);
+}
+
 void ec_q5_k_quantize_row_imat_ref(const float *x, void *vy, int64_t n, const float *w)
 {
-    if (!w) {
-        ec_q5_k_quantize_row_ref(x, vy, n);
-        return;
-    }
-    struct ec_block_q5_k *y = vy;
-    uint8_t L[QK_K];
-    for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
-        k4_imat_block(x, w + QK_K * i, 31, true, L, y[i].scales, &y[i].d, &y[i].dmin);
-        pack_q5_k(L, &y[i]);
-    }
+    q5_k_row(x, vy, n, w, false);
+}
+
+void ec_q5_k_quantize_row_imat_fast(const float *x, void *vy, int64_t n, const float *w)
+{
+    q5_k_row(x, vy, n, w, true);
 }
 
 void ec_q5_k_dequantize_row_ref(const void *vx, float *y, int64_t n)
@@ -836,15 +964,23 @@ void ec_q5_k_dequantize_row_ref(const void *vx, float *y, int64_t n)
 
 /* qw == NULL: weights x^2 (the reference); else the imatrix as given. ggml's
  * Q6_K does not mix sigma^2 into the weights. */
-static void q6_k_row(const float *x, struct ec_block_q6_k *y, int64_t n, const float *w)
+static void q6_k_row(const float *x, struct ec_block_q6_k *y, int64_t n, const float *w, bool v8)
 {
     int8_t L[QK_K];
     float scales[QK_K / 16];
     for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
         float max_scale = 0.0f, max_abs_scale = 0.0f;
+        if (v8) {
+            for (int ib = 0; ib < QK_K / 16; ib += NL)
+                qx_groups8(16, 32, x + 16 * ib, w ? w + QK_K * i + 16 * ib : NULL, L + 16 * ib,
+                           scales + ib);
+        } else {
+            for (int ib = 0; ib < QK_K / 16; ib++) {
+                const float *qw = w ? w + QK_K * i + 16 * ib : NULL;
+                scales[ib] = ec_make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib, 1, qw);
+            }
+        }
         for (int ib = 0; ib < QK_K / 16; ib++) {
-            const float *qw = w ? w + QK_K * i + 16 * ib : NULL;
-            scales[ib] = ec_make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib, 1, qw);
             if (fabsf(scales[ib]) > max_abs_scale) {
                 max_abs_scale = fabsf(scales[ib]);
                 max_scale = scales[ib];
@@ -882,12 +1018,23 @@ static void q6_k_row(const float *x, struct ec_block_q6_k *y, int64_t n, const f
 void ec_q6_k_quantize_row_ref(const float *x, void *vy, int64_t n)
 {
     assert(n % QK_K == 0);
-    q6_k_row(x, vy, n, NULL);
+    q6_k_row(x, vy, n, NULL, false);
+}
+
+void ec_q6_k_quantize_row_fast(const float *x, void *vy, int64_t n)
+{
+    assert(n % QK_K == 0);
+    q6_k_row(x, vy, n, NULL, true);
 }
 
 void ec_q6_k_quantize_row_imat_ref(const float *x, void *vy, int64_t n, const float *w)
 {
-    q6_k_row(x, vy, n, w);
+    q6_k_row(x, vy, n, w, false);
+}
+
+void ec_q6_k_quantize_row_imat_fast(const float *x, void *vy, int64_t n, const float *w)
+{
+    q6_k_row(x, vy, n, w, true);
 }
 
 void ec_q6_k_dequantize_row_ref(const void *vx, float *y, int64_t n)

@@ -89,4 +89,21 @@ float ec_make_qkx3_quants(int n, int nmax, const float *x, const float *weights,
                           float *the_min, uint8_t *Laux, float rmin, float rdelta, int nstep,
                           bool use_mad);
 
+/* ---- eight groups at a time (k_search_v8.c) ---- */
+
+/* Groups searched per call; element i of group j is at [i * EC_SEARCH_LANES + j]. */
+#define EC_SEARCH_LANES 8
+/* Below this absolute maximum a symmetric group counts as all zero. */
+#define EC_GROUP_EPS 1e-15f
+
+/* ec_make_qkx3_quants (= make_qkx2) on 8 groups of n <= 32 elements with
+ * weights wt (required): bit-identical to 8 scalar calls. Writes the levels
+ * to Lt, the scales to scale[8] and -min to the_min[8]. */
+void ec_qkx_search_v8(int n, int nmax, const float *xt, const float *wt, float rmin, float rdelta,
+                      int nstep, bool use_mad, uint8_t *Lt, float *scale, float *the_min);
+
+/* ec_make_qx_quants(n, nmax, x, L, 1, qw) on 8 groups of n <= 32 elements;
+ * wt NULL: weights x^2. Bit-identical to 8 scalar calls. */
+void ec_qx_search_v8(int n, int nmax, const float *xt, const float *wt, int8_t *Lt, float *scale);
+
 #endif

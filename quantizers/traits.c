@@ -5,6 +5,7 @@
  * reproduce ggml_quantize_chunk: each row is quantized independently, so
  * splitting rows into fixed chunks across threads cannot change a byte.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "edgec/fp16.h"
@@ -67,6 +68,15 @@ static void bf16_from_f32_imat(const float *src, void *dst, int64_t n, const flo
                 .from_f32_ref = ec_##t##_quantize_row_ref,                                         \
                 .from_f32_imat = ec_##t##_quantize_row_imat_ref,                                   \
                 .tol = 0.0f}
+/* with fast paths (ec_<t>_quantize_row_fast and _imat_fast) */
+#define QROW_FAST(T, t)                                                                            \
+    [EC_##T] = {.type = EC_##T,                                                                    \
+                .to_f32 = ec_##t##_dequantize_row_ref,                                             \
+                .from_f32_ref = ec_##t##_quantize_row_ref,                                         \
+                .from_f32_imat = ec_##t##_quantize_row_imat_ref,                                   \
+                .from_f32_fast = ec_##t##_quantize_row_fast,                                       \
+                .from_f32_imat_fast = ec_##t##_quantize_row_imat_fast,                             \
+                .tol = 0.0f}
 
 static const struct ec_dtype_traits traits_table[EC_GGML_TYPE_COUNT] = {
     [EC_F32] = {.type = EC_F32,
@@ -89,11 +99,16 @@ static const struct ec_dtype_traits traits_table[EC_GGML_TYPE_COUNT] = {
     QROW(Q5_0, q5_0),
     QROW(Q5_1, q5_1),
     QROW(Q8_0, q8_0),
-    QROW(Q2_K, q2_k),
-    QROW(Q3_K, q3_k),
-    QROW(Q4_K, q4_k),
-    QROW(Q5_K, q5_k),
-    QROW(Q6_K, q6_k),
+    QROW_FAST(Q2_K, q2_k),
+    [EC_Q3_K] = {.type = EC_Q3_K,
+                 .to_f32 = ec_q3_k_dequantize_row_ref,
+                 .from_f32_ref = ec_q3_k_quantize_row_ref,
+                 .from_f32_imat = ec_q3_k_quantize_row_imat_ref,
+                 .from_f32_imat_fast = ec_q3_k_quantize_row_imat_fast,
+                 .tol = 0.0f},
+    QROW_FAST(Q4_K, q4_k),
+    QROW_FAST(Q5_K, q5_k),
+    QROW_FAST(Q6_K, q6_k),
     QROW(IQ4_NL, iq4_nl),
     QROW(IQ4_XS, iq4_xs),
 };
@@ -162,6 +177,12 @@ enum ec_status ec_quantize_rows(enum ec_dtype t, const float *src, void *dst, in
         return st;
     const int64_t n_chunks = (n_rows + ROWS_PER_CHUNK - 1) / ROWS_PER_CHUNK;
     uint8_t *out = dst;
+    /* EDGEC_KERNELS=ref runs the scalar references (same bytes, slower) */
+    const char *kern = getenv("EDGEC_KERNELS");
+    const bool ref = kern && strcmp(kern, "ref") == 0;
+    const ec_from_f32_fn row = tr->from_f32_fast && !ref ? tr->from_f32_fast : tr->from_f32_ref;
+    const ec_from_f32_imat_fn row_imat =
+        tr->from_f32_imat_fast && !ref ? tr->from_f32_imat_fast : tr->from_f32_imat;
 
 #pragma omp parallel for schedule(static) if (n_rows > ROWS_PER_CHUNK)
     for (int64_t c = 0; c < n_chunks; c++) {
@@ -170,9 +191,9 @@ enum ec_status ec_quantize_rows(enum ec_dtype t, const float *src, void *dst, in
             const float *x = src + r * n_per_row;
             uint8_t *y = out + (size_t)r * row_bytes;
             if (imatrix)
-                tr->from_f32_imat(x, y, n_per_row, imatrix);
+                row_imat(x, y, n_per_row, imatrix);
             else
-                tr->from_f32_ref(x, y, n_per_row);
+                row(x, y, n_per_row);
         }
     }
     return EC_OK;

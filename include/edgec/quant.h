@@ -149,7 +149,11 @@ struct ec_dtype_traits {
     ec_to_f32_fn to_f32;               /* never NULL in the table */
     ec_from_f32_fn from_f32_ref;       /* never NULL in the table */
     ec_from_f32_imat_fn from_f32_imat; /* never NULL in the table */
-    float tol;                         /* 0: must be bit-exact with the reference */
+    /* Fast paths (SIMD), byte-identical to the two above, or NULL when the
+     * reference is the only kernel. The drivers use them when present. */
+    ec_from_f32_fn from_f32_fast;
+    ec_from_f32_imat_fn from_f32_imat_fast;
+    float tol; /* 0: must be bit-exact with the reference */
 };
 
 /* The traits of t, or NULL when edgec has no kernels for t (unknown, or a
@@ -159,6 +163,13 @@ const struct ec_dtype_traits *ec_dtype_traits(enum ec_dtype t);
 /* Types with kernels, in enum order: writes up to cap of them to out and
  * returns how many there are in total. */
 int ec_dtype_traits_list(enum ec_dtype *out, int cap);
+
+/* The SIMD fast paths pick AVX2 at run time when the CPU has it. Tests use
+ * ec_quant_simd_allow_avx2(false) to run the baseline (SSE2) build of the
+ * same kernels; true restores the detection. Not thread-safe against
+ * concurrent quantization. */
+bool ec_quant_simd_avx2(void);
+void ec_quant_simd_allow_avx2(bool allow);
 
 /* ---- drivers ------------------------------------------------------------------ */
 
@@ -203,18 +214,27 @@ void ec_q8_0_dequantize_row_ref(const void *x, float *y, int64_t n);
 void ec_q2_k_quantize_row_ref(const float *x, void *y, int64_t n);
 void ec_q2_k_quantize_row_imat_ref(const float *x, void *y, int64_t n, const float *w);
 void ec_q2_k_dequantize_row_ref(const void *x, float *y, int64_t n);
+void ec_q2_k_quantize_row_fast(const float *x, void *y, int64_t n);
+void ec_q2_k_quantize_row_imat_fast(const float *x, void *y, int64_t n, const float *w);
 void ec_q3_k_quantize_row_ref(const float *x, void *y, int64_t n);
 void ec_q3_k_quantize_row_imat_ref(const float *x, void *y, int64_t n, const float *w);
 void ec_q3_k_dequantize_row_ref(const void *x, float *y, int64_t n);
+void ec_q3_k_quantize_row_imat_fast(const float *x, void *y, int64_t n, const float *w);
 void ec_q4_k_quantize_row_ref(const float *x, void *y, int64_t n);
 void ec_q4_k_quantize_row_imat_ref(const float *x, void *y, int64_t n, const float *w);
 void ec_q4_k_dequantize_row_ref(const void *x, float *y, int64_t n);
+void ec_q4_k_quantize_row_fast(const float *x, void *y, int64_t n);
+void ec_q4_k_quantize_row_imat_fast(const float *x, void *y, int64_t n, const float *w);
 void ec_q5_k_quantize_row_ref(const float *x, void *y, int64_t n);
 void ec_q5_k_quantize_row_imat_ref(const float *x, void *y, int64_t n, const float *w);
 void ec_q5_k_dequantize_row_ref(const void *x, float *y, int64_t n);
+void ec_q5_k_quantize_row_fast(const float *x, void *y, int64_t n);
+void ec_q5_k_quantize_row_imat_fast(const float *x, void *y, int64_t n, const float *w);
 void ec_q6_k_quantize_row_ref(const float *x, void *y, int64_t n);
 void ec_q6_k_quantize_row_imat_ref(const float *x, void *y, int64_t n, const float *w);
 void ec_q6_k_dequantize_row_ref(const void *x, float *y, int64_t n);
+void ec_q6_k_quantize_row_fast(const float *x, void *y, int64_t n);
+void ec_q6_k_quantize_row_imat_fast(const float *x, void *y, int64_t n, const float *w);
 
 void ec_iq4_nl_quantize_row_ref(const float *x, void *y, int64_t n);
 void ec_iq4_nl_quantize_row_imat_ref(const float *x, void *y, int64_t n, const float *w);

@@ -134,10 +134,11 @@ static void check_quantize(bool imat)
     struct golden_file g = open_golden();
     enum ec_dtype types[64];
     int n = kernel_types(types, 64);
-    int total_bad = 0, checked = 0;
+    int total_bad = 0, checked = 0, fast_checked = 0;
     for (int k = 0; k < n; k++) {
         const enum ec_dtype t = types[k];
         const struct ec_dtype_traits *tr = ec_dtype_traits(t);
+        const int fast_before = fast_checked;
         const char *tn = ec_dtype_name(t);
         if (is_not_in_golden(t))
             continue;
@@ -164,16 +165,33 @@ static void check_quantize(bool imat)
                     tr->from_f32_ref(x, y, in.cols);
             }
             int bad = compare_rows(sets[s], name, got, want.data, in.rows, row_bytes, 1);
+            /* the fast kernel, where there is one, must give the same bytes */
+            const bool has_fast = imat ? tr->from_f32_imat_fast != NULL : tr->from_f32_fast != NULL;
+            if (has_fast) {
+                memset(got, 0x5A, want.n_bytes);
+                for (int64_t r = 0; r < in.rows; r++) {
+                    const float *x = in.x + r * in.cols;
+                    uint8_t *y = got + (size_t)r * row_bytes;
+                    if (imat)
+                        tr->from_f32_imat_fast(x, y, in.cols, in.imatrix);
+                    else
+                        tr->from_f32_fast(x, y, in.cols);
+                }
+                bad += compare_rows(sets[s], name, got, want.data, in.rows, row_bytes, 1);
+                fast_checked++;
+            }
             type_bad += bad;
             checked++;
             free(got);
         }
-        fprintf(stderr, "quantize%s %-7s: %s\n", imat ? " imat" : "     ", tn,
-                type_bad ? "DIFFERS" : "bytes identical on all sets");
+        fprintf(stderr, "quantize%s %-7s: %s%s\n", imat ? " imat" : "     ", tn,
+                type_bad ? "DIFFERS" : "bytes identical on all sets",
+                fast_checked > fast_before ? " (reference and fast kernels)" : "");
         total_bad += type_bad;
     }
     golden_close(&g);
     cr_assert(checked > 0);
+    cr_assert(fast_checked > 0, "no fast kernel was checked against the golden bytes");
     cr_assert_eq(total_bad, 0, "%d rows differ from llama.cpp", total_bad);
 }
 

@@ -302,3 +302,122 @@ Test(quant_props, zeros_dequantize_to_zeros_and_extremes_stay_deterministic)
         tr->to_f32(a, y, 512);
     }
 }
+
+/* ---- fast kernels equal the references bit for bit ---- */
+
+/* One 16-element group of an adversarial row: the shapes that steer the scale
+ * searches into their corner cases (flat groups, ties, one outlier, tiny and
+ * huge magnitudes, all one sign, values on a quantization grid). */
+static void fill_group(float *g, int kind, float scale)
+{
+    switch (kind) {
+    case 0: /* plain normal data */
+        fill_normal(g, 16, rng_next(), scale);
+        break;
+    case 1: /* all zero */
+        memset(g, 0, 16 * sizeof *g);
+        break;
+    case 2: { /* constant */
+        float c = (float)(rng_uniform() - 0.5) * scale;
+        for (int i = 0; i < 16; i++)
+            g[i] = c;
+        break;
+    }
+    case 3: /* one spike among zeros */
+        memset(g, 0, 16 * sizeof *g);
+        g[rng_next() % 16] = (rng_next() & 1 ? 1.0f : -1.0f) * scale;
+        break;
+    case 4: /* on a grid of 1/15 or 1/31 steps: ties in the rounding */
+        for (int i = 0; i < 16; i++)
+            g[i] = (float)((int)(rng_next() % 32) - 16) / (rng_next() & 1 ? 15.0f : 31.0f) * scale;
+        break;
+    case 5: /* all positive */
+        for (int i = 0; i < 16; i++)
+            g[i] = (float)rng_uniform() * scale;
+        break;
+    case 6: /* all negative */
+        for (int i = 0; i < 16; i++)
+            g[i] = -(float)rng_uniform() * scale;
+        break;
+    case 7: /* tiny: squares underflow */
+        fill_normal(g, 16, rng_next(), 1e-30f);
+        break;
+    case 8: /* subnormal */
+        for (int i = 0; i < 16; i++)
+            g[i] = (float)((int)(rng_next() % 7) - 3) * FLT_TRUE_MIN;
+        break;
+    default: /* large, still finite when squared and summed */
+        fill_normal(g, 16, rng_next(), 1e15f);
+        break;
+    }
+}
+
+static void check_fast_kernels(void);
+
+Test(quant_props, fast_kernels_equal_the_reference_bit_for_bit, .timeout = 120)
+{
+    /* the AVX2 build (when this CPU has it), then the baseline build */
+    fprintf(stderr, "fast kernels: AVX2 %s\n", ec_quant_simd_avx2() ? "active" : "not available");
+    check_fast_kernels();
+    ec_quant_simd_allow_avx2(false);
+    cr_assert(!ec_quant_simd_avx2());
+    check_fast_kernels();
+    ec_quant_simd_allow_avx2(true);
+}
+
+static void check_fast_kernels(void)
+{
+    enum ec_dtype types[64];
+    int nt = kernel_types(types, 64);
+    const int n = 512, rows = 400;
+    float *x = malloc(sizeof(float) * (size_t)n);
+    float *w = malloc(sizeof(float) * (size_t)n);
+    uint8_t *a = malloc(4 * (size_t)n), *b = malloc(4 * (size_t)n);
+    int n_fast = 0;
+    rng_state = 7;
+    for (int k = 0; k < nt; k++) {
+        const struct ec_dtype_traits *tr = ec_dtype_traits(types[k]);
+        if (!tr->from_f32_fast && !tr->from_f32_imat_fast)
+            continue;
+        n_fast++;
+        const size_t rb = ec_dtype_row_bytes(types[k], (uint64_t)n);
+        for (int row = 0; row < rows; row++) {
+            rng_state = 1000003ull * (uint64_t)row + (uint64_t)k;
+            const float scale = powf(10.0f, (float)(rng_next() % 9) - 4.0f);
+            for (int g = 0; g < n / 16; g++)
+                fill_group(x + 16 * g, row < 8 ? row : (int)(rng_next() % 10), scale);
+            /* importance weights: mostly positive, some zero groups */
+            fill_imatrix(w, (size_t)n, rng_next());
+            if (row % 3 == 0)
+                for (int i = 0; i < 32; i++)
+                    w[(int)(rng_next() % (uint64_t)n)] = 0.0f;
+            if (row % 17 == 0)
+                memset(w, 0, 16 * sizeof *w);
+            if (tr->from_f32_fast) {
+                memset(a, 0x5a, rb);
+                memset(b, 0xa5, rb);
+                tr->from_f32_ref(x, a, n);
+                tr->from_f32_fast(x, b, n);
+                cr_assert(memcmp(a, b, rb) == 0, "%s: fast differs from ref on row %d",
+                          ec_dtype_name(types[k]), row);
+            }
+            if (tr->from_f32_imat_fast) {
+                memset(a, 0x5a, rb);
+                memset(b, 0xa5, rb);
+                tr->from_f32_imat(x, a, n, w);
+                tr->from_f32_imat_fast(x, b, n, w);
+                cr_assert(memcmp(a, b, rb) == 0, "%s: imat fast differs from ref on row %d",
+                          ec_dtype_name(types[k]), row);
+                tr->from_f32_imat(x, a, n, NULL);
+                tr->from_f32_imat_fast(x, b, n, NULL);
+                cr_assert(memcmp(a, b, rb) == 0, "%s: imat fast (NULL w) differs on row %d",
+                          ec_dtype_name(types[k]), row);
+            }
+        }
+    }
+    cr_assert(n_fast >= 5, "expected fast kernels for the K-quants, found %d", n_fast);
+    free(x);
+    free(w);
+    free(a);
+    free(b);
+}
