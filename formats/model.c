@@ -364,18 +364,10 @@ static void row_to_f32(enum ec_dtype type, const uint8_t *src, float *dst, size_
         memcpy(dst, src, n * sizeof(float));
         break;
     case EC_F16:
-        for (size_t i = 0; i < n; i++) {
-            uint16_t h;
-            memcpy(&h, src + 2 * i, 2);
-            dst[i] = ec_fp16_to_fp32(h);
-        }
+        ec_fp16_bytes_to_fp32_row(src, dst, n);
         break;
     case EC_BF16:
-        for (size_t i = 0; i < n; i++) {
-            uint16_t h;
-            memcpy(&h, src + 2 * i, 2);
-            dst[i] = ec_bf16_to_fp32(h);
-        }
+        ec_bf16_bytes_to_fp32_row(src, dst, n);
         break;
     default:
         break;
@@ -405,6 +397,8 @@ enum ec_status ec_model_tensor_read_rows_f32(const struct ec_model *m,
                        (unsigned long long)(row0 + n), (unsigned long long)n_rows);
     size_t eb = elem_bytes(t->dtype);
     uint64_t perm_rows = t->n_dims >= 2 ? t->ne[1] : t->ne[0];
+    /* rows are independent; a chunk of a big tensor is converted in parallel */
+#pragma omp parallel for schedule(static) if (n * row_elems >= (1u << 18))
     for (uint64_t k = 0; k < n; k++) {
         uint64_t r = row0 + k, sr = r;
         if (t->permute_heads) {

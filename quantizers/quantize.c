@@ -19,6 +19,8 @@
  * earlier quantization recipe in a GGUF input (quantize.imatrix.*,
  * edgec.quantize.*) and split keys are dropped.
  */
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -219,6 +221,128 @@ static uint64_t chunk_rows(uint64_t row_elems)
     return QUANT_CHUNK_ELEMS / row_elems;
 }
 
+/* The output is written by a second thread while the next chunk is being
+ * quantized: on a fresh output file the kernel's copy into new page-cache
+ * pages costs about as much as Q8_0 quantization itself. One job is in flight
+ * at a time; the driver alternates between two chunk buffers, so the buffer a
+ * job reads is not touched until the job after it has been submitted. The
+ * writer also hashes the bytes (one SHA-256 per tensor) and releases the
+ * input pages the chunk came from. Output bytes and their order are those of
+ * the serial loop. */
+struct qsink_job {
+    const void *data;
+    size_t n;
+    const void *drop; /* input pages to release after writing */
+    uint64_t drop_n;
+    bool first, last; /* of a tensor: start / finish its hash */
+    char *sha_hex;    /* where the finished hash goes (NULL: no hashing) */
+};
+
+struct qsink {
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool busy, quit;
+    struct qsink_job job;
+    struct ec_gguf_writer *w;
+    struct ec_sha256 sha;
+    enum ec_status st; /* first failure; later jobs are skipped */
+    struct ec_diag d;
+};
+
+static void qsink_do(struct qsink *k, const struct qsink_job *j)
+{
+    if (k->st == EC_OK) {
+        k->st = ec_gguf_writer_write(k->w, j->data, j->n, &k->d);
+        if (j->sha_hex) {
+            if (j->first)
+                ec_sha256_init(&k->sha);
+            ec_sha256_update(&k->sha, j->data, j->n);
+            if (j->last) {
+                uint8_t dg[32];
+                ec_sha256_final(&k->sha, dg);
+                ec_sha256_to_hex(dg, j->sha_hex);
+            }
+        }
+    }
+    if (j->drop)
+        ec_mapped_drop(j->drop, j->drop_n);
+}
+
+static void *qsink_main(void *arg)
+{
+    struct qsink *k = arg;
+    pthread_mutex_lock(&k->mu);
+    for (;;) {
+        while (!k->busy && !k->quit)
+            pthread_cond_wait(&k->cv, &k->mu);
+        if (!k->busy)
+            break;
+        struct qsink_job j = k->job;
+        pthread_mutex_unlock(&k->mu);
+        qsink_do(k, &j);
+        pthread_mutex_lock(&k->mu);
+        k->busy = false;
+        pthread_cond_broadcast(&k->cv);
+    }
+    pthread_mutex_unlock(&k->mu);
+    return NULL;
+}
+
+static enum ec_status qsink_start(struct qsink *k, struct ec_gguf_writer *w, struct ec_diag *d)
+{
+    memset(k, 0, sizeof *k);
+    k->w = w;
+    k->st = EC_OK;
+    pthread_mutex_init(&k->mu, NULL);
+    pthread_cond_init(&k->cv, NULL);
+    int rc = pthread_create(&k->th, NULL, qsink_main, k);
+    if (rc != 0) {
+        pthread_cond_destroy(&k->cv);
+        pthread_mutex_destroy(&k->mu);
+        return ec_fail(d, EC_ERR_NOMEM, "cannot start the writer thread: %s", strerror(rc));
+    }
+    return EC_OK;
+}
+
+/* waits for the job in flight; returns the writer's status (copied into d) */
+static enum ec_status qsink_wait(struct qsink *k, struct ec_diag *d)
+{
+    pthread_mutex_lock(&k->mu);
+    while (k->busy)
+        pthread_cond_wait(&k->cv, &k->mu);
+    pthread_mutex_unlock(&k->mu);
+    if (k->st != EC_OK && d)
+        *d = k->d;
+    return k->st;
+}
+
+static enum ec_status qsink_submit(struct qsink *k, const struct qsink_job *j, struct ec_diag *d)
+{
+    enum ec_status s = qsink_wait(k, d);
+    if (s != EC_OK)
+        return s;
+    pthread_mutex_lock(&k->mu);
+    k->job = *j;
+    k->busy = true;
+    pthread_cond_broadcast(&k->cv);
+    pthread_mutex_unlock(&k->mu);
+    return EC_OK;
+}
+
+static void qsink_stop(struct qsink *k)
+{
+    pthread_mutex_lock(&k->mu);
+    while (k->busy)
+        pthread_cond_wait(&k->cv, &k->mu);
+    k->quit = true;
+    pthread_cond_broadcast(&k->cv);
+    pthread_mutex_unlock(&k->mu);
+    pthread_join(k->th, NULL);
+    pthread_cond_destroy(&k->cv);
+    pthread_mutex_destroy(&k->mu);
+}
+
 enum ec_status ec_quantize_run(const struct ec_quantize_opts *o, struct ec_quantize_result *r,
                                struct ec_diag *d)
 {
@@ -230,8 +354,10 @@ enum ec_status ec_quantize_run(const struct ec_quantize_opts *o, struct ec_quant
     const char **im_names = NULL;
     const char **inputs = NULL;
     struct ec_gguf_writer *w = NULL;
-    float *f32 = NULL, *weights = NULL;
-    uint8_t *qbuf = NULL;
+    float *f32[2] = {NULL, NULL}, *weights = NULL;
+    uint8_t *qbuf[2] = {NULL, NULL};
+    struct qsink sink;
+    bool sink_on = false;
     double t0 = ec_now_seconds();
 
     memset(r, 0, sizeof *r);
@@ -382,12 +508,15 @@ enum ec_status ec_quantize_run(const struct ec_quantize_opts *o, struct ec_quant
     }
     max_elems = max_chunk;
     max_out = max_chunk * 4; /* no output type is wider than F32 */
-    f32 = malloc((size_t)(max_elems ? max_elems : 1) * sizeof *f32);
-    qbuf = malloc((size_t)(max_out ? max_out : 1));
+    /* two of each chunk buffer: one being filled, one being written */
+    for (int k = 0; k < 2; k++) {
+        f32[k] = malloc((size_t)(max_elems ? max_elems : 1) * sizeof *f32[k]);
+        qbuf[k] = malloc((size_t)(max_out ? max_out : 1));
+    }
     weights = malloc((size_t)(max_imat ? max_imat : 1) * sizeof *weights);
-    if (!f32 || !qbuf || !weights) {
+    if (!f32[0] || !f32[1] || !qbuf[0] || !qbuf[1] || !weights) {
         s = ec_fail(d, EC_ERR_NOMEM, "%s: cannot allocate buffers for one tensor (%llu bytes)",
-                    o->input, (unsigned long long)(max_elems * 4 + max_out));
+                    o->input, (unsigned long long)(2 * (max_elems * 4 + max_out)));
         goto out_free;
     }
 
@@ -417,14 +546,17 @@ enum ec_status ec_quantize_run(const struct ec_quantize_opts *o, struct ec_quant
     s = ec_gguf_writer_begin_data(w, d);
     if (s != EC_OK)
         goto out_writer;
+    s = qsink_start(&sink, w, d);
+    if (s != EC_OK)
+        goto out_writer;
+    sink_on = true;
 
     uint64_t bytes_done = 0;
+    int cur = 0; /* the buffer pair being filled */
     for (size_t i = 0; i < r->plan.n; i++) {
         const struct ec_plan_entry *e = &r->plan.entries[i];
         const struct ec_model_tensor *t = &m.tensors[e->src_index];
         double ts = ec_now_seconds();
-        struct ec_sha256 sha;
-        ec_sha256_init(&sha);
         const uint64_t ne0 = e->ne[0];
         const uint64_t rows = e->ne[1], n_slices = e->ne[2] * e->ne[3];
         const uint64_t n_rows = rows * n_slices;
@@ -433,9 +565,10 @@ enum ec_status ec_quantize_run(const struct ec_quantize_opts *o, struct ec_quant
         const uint64_t step = chunk_rows(ne0);
         const struct ec_imatrix_entry *ie =
             (e->flags & EC_PLAN_IMATRIX) ? ec_imatrix_find(&im, e->name) : NULL;
+        bool raw = m.source == EC_SRC_GGUF && !(e->flags & EC_PLAN_QUANTIZE);
         if (ie)
             ec_imatrix_entry_weights(ie, weights);
-        bool raw = m.source == EC_SRC_GGUF && !(e->flags & EC_PLAN_QUANTIZE);
+        bool first = true;
         /* as llama-quantize: each ne[2] slice (expert) is quantized on its own
          * with its own importance row; chunks never span slices */
         for (uint64_t k = 0; s == EC_OK && k < n_slices; k++) {
@@ -443,36 +576,55 @@ enum ec_status ec_quantize_run(const struct ec_quantize_opts *o, struct ec_quant
             for (uint64_t r0 = 0; s == EC_OK && r0 < rows; r0 += step) {
                 uint64_t nr = rows - r0 < step ? rows - r0 : step;
                 uint64_t row = k * rows + r0;
-                const void *out = qbuf;
-                size_t out_bytes = (size_t)(nr * dst_rb);
+                const void *out = qbuf[cur];
+                const uint8_t *at = t->data + row * src_rb;
                 if (raw) {
                     /* same type: the bytes as they are (GGUF rows need no permutation) */
-                    out = t->data + row * src_rb;
+                    out = at;
                 } else {
-                    s = read_rows_f32(&m, t, row, nr, f32, o->allow_requantize, d);
+                    /* F32 rows in the file's own order are quantized straight
+                     * from the mapping; others are converted into f32 first */
+                    const float *src = f32[cur];
+                    if (t->dtype == EC_F32 && !t->permute_heads && (uintptr_t)at % 4 == 0)
+                        src = (const float *)(const void *)at;
+                    else
+                        s = read_rows_f32(&m, t, row, nr, f32[cur], o->allow_requantize, d);
                     if (s == EC_OK && e->type == EC_F32)
-                        out = f32;
+                        out = src;
                     else if (s == EC_OK)
-                        s = ec_qk_quantize(e->type, f32, qbuf, nr, ne0, imat, d);
+                        s = ec_qk_quantize(e->type, src, qbuf[cur], nr, ne0, imat, d);
                 }
                 if (s != EC_OK)
                     break;
-                s = ec_gguf_writer_write(w, out, out_bytes, d);
+                const bool last = k + 1 == n_slices && r0 + nr >= rows;
+                struct qsink_job job = {
+                    .data = out,
+                    .n = (size_t)(nr * dst_rb),
+                    .drop = t->permute_heads ? NULL : at,
+                    .drop_n = nr * src_rb,
+                    .first = first,
+                    .last = last,
+                    .sha_hex = o->skip_tensor_sha256 ? NULL : r->tensors[i].sha256,
+                };
+                if (last) { /* the whole tensor's pages */
+                    job.drop = t->data;
+                    job.drop_n = t->n_bytes;
+                }
+                s = qsink_submit(&sink, &job, d);
                 if (s != EC_OK)
                     goto out_writer;
-                if (!o->skip_tensor_sha256)
-                    ec_sha256_update(&sha, out, out_bytes);
-                if (!t->permute_heads)
-                    ec_mapped_drop(t->data + row * src_rb, nr * src_rb);
+                first = false;
+                cur ^= 1;
             }
         }
         if (s != EC_OK) {
             ec_diag_prefix(d, "%s", o->input);
             goto out_writer;
         }
-        ec_mapped_drop(t->data, t->n_bytes);
-        uint8_t dg[32];
-        if (!o->skip_tensor_sha256) {
+        if (first && !o->skip_tensor_sha256) { /* no rows: the hash of nothing */
+            struct ec_sha256 sha;
+            uint8_t dg[32];
+            ec_sha256_init(&sha);
             ec_sha256_final(&sha, dg);
             ec_sha256_to_hex(dg, r->tensors[i].sha256);
         }
@@ -481,6 +633,9 @@ enum ec_status ec_quantize_run(const struct ec_quantize_opts *o, struct ec_quant
         if (o->progress)
             o->progress(o->progress_ctx, i + 1, r->plan.n, bytes_done);
     }
+    s = qsink_wait(&sink, d);
+    if (s != EC_OK)
+        goto out_writer;
     s = ec_gguf_writer_commit(w, d);
     if (s != EC_OK)
         goto out_writer;
@@ -490,10 +645,14 @@ enum ec_status ec_quantize_run(const struct ec_quantize_opts *o, struct ec_quant
     r->seconds = ec_now_seconds() - t0;
 
 out_writer:
+    if (sink_on)
+        qsink_stop(&sink);
     ec_gguf_writer_free(w);
 out_free:
-    free(f32);
-    free(qbuf);
+    for (int k = 0; k < 2; k++) {
+        free(f32[k]);
+        free(qbuf[k]);
+    }
     free(weights);
     free((void *)inputs);
 out_close:

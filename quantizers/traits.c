@@ -98,7 +98,7 @@ static const struct ec_dtype_traits traits_table[EC_GGML_TYPE_COUNT] = {
     QROW(Q4_1, q4_1),
     QROW(Q5_0, q5_0),
     QROW(Q5_1, q5_1),
-    QROW(Q8_0, q8_0),
+    QROW_FAST(Q8_0, q8_0),
     QROW_FAST(Q2_K, q2_k),
     [EC_Q3_K] = {.type = EC_Q3_K,
                  .to_f32 = ec_q3_k_dequantize_row_ref,

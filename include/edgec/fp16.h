@@ -20,4 +20,9 @@ void ec_fp16_to_fp32_row(const uint16_t *x, float *y, size_t n);
 void ec_fp32_to_bf16_row(const float *x, uint16_t *y, size_t n);
 void ec_bf16_to_fp32_row(const uint16_t *x, float *y, size_t n);
 
+/* The same conversions from bytes at any alignment (a tensor in a
+ * safetensors file may start at any offset). */
+void ec_fp16_bytes_to_fp32_row(const void *src, float *y, size_t n);
+void ec_bf16_bytes_to_fp32_row(const void *src, float *y, size_t n);
+
 #endif

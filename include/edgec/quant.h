@@ -210,6 +210,8 @@ void ec_q5_1_dequantize_row_ref(const void *x, float *y, int64_t n);
 void ec_q8_0_quantize_row_ref(const float *x, void *y, int64_t n);
 void ec_q8_0_quantize_row_imat_ref(const float *x, void *y, int64_t n, const float *w);
 void ec_q8_0_dequantize_row_ref(const void *x, float *y, int64_t n);
+void ec_q8_0_quantize_row_fast(const float *x, void *y, int64_t n);
+void ec_q8_0_quantize_row_imat_fast(const float *x, void *y, int64_t n, const float *w);
 
 void ec_q2_k_quantize_row_ref(const float *x, void *y, int64_t n);
 void ec_q2_k_quantize_row_imat_ref(const float *x, void *y, int64_t n, const float *w);

@@ -346,6 +346,9 @@ static void fill_group(float *g, int kind, float scale)
         for (int i = 0; i < 16; i++)
             g[i] = (float)((int)(rng_next() % 7) - 3) * FLT_TRUE_MIN;
         break;
+    case 10: /* scales whose reciprocal overflows (Q8_0: id = 1/d = inf) */
+        fill_normal(g, 16, rng_next(), 1e-38f);
+        break;
     default: /* large, still finite when squared and summed */
         fill_normal(g, 16, rng_next(), 1e15f);
         break;
@@ -385,7 +388,14 @@ static void check_fast_kernels(void)
             rng_state = 1000003ull * (uint64_t)row + (uint64_t)k;
             const float scale = powf(10.0f, (float)(rng_next() % 9) - 4.0f);
             for (int g = 0; g < n / 16; g++)
-                fill_group(x + 16 * g, row < 8 ? row : (int)(rng_next() % 10), scale);
+                fill_group(x + 16 * g, row < 8 ? row : (int)(rng_next() % 11), scale);
+            if (row % 5 == 1) /* half-integers up to 127: Q8_0's roundf ties */
+                for (int i = 0; i < n; i++)
+                    x[i] = i % 32 == 0 ? 127.0f : (float)((int)(rng_next() % 509) - 254) * 0.5f;
+            if (row >= rows - 20) /* non-finite values in a few blocks */
+                for (int i = 0; i < 6; i++)
+                    x[rng_next() % (uint64_t)n] =
+                        i % 3 == 0 ? NAN : (i % 3 == 1 ? INFINITY : -INFINITY);
             /* importance weights: mostly positive, some zero groups */
             fill_imatrix(w, (size_t)n, rng_next());
             if (row % 3 == 0)

@@ -46,6 +46,25 @@ Test(core, fp16_roundtrips_every_half_value)
     }
 }
 
+Test(core, row_conversions_equal_the_scalar_ones_on_every_value)
+{
+    /* all 65536 halves / bfloat16s, from an odd address (unaligned rows) */
+    static unsigned char raw[2 * 0x10000 + 1];
+    static float y[0x10000];
+    for (uint32_t h = 0; h < 0x10000; h++)
+        memcpy(raw + 1 + 2 * h, &(uint16_t){(uint16_t)h}, 2);
+    ec_fp16_bytes_to_fp32_row(raw + 1, y, 0x10000);
+    for (uint32_t h = 0; h < 0x10000; h++) {
+        float f = ec_fp16_to_fp32((uint16_t)h);
+        cr_assert(memcmp(&f, &y[h], 4) == 0, "half 0x%04x: row %a, scalar %a", h, y[h], f);
+    }
+    ec_bf16_bytes_to_fp32_row(raw + 1, y, 0x10000);
+    for (uint32_t h = 0; h < 0x10000; h++) {
+        float f = ec_bf16_to_fp32((uint16_t)h);
+        cr_assert(memcmp(&f, &y[h], 4) == 0, "bf16 0x%04x: row %a, scalar %a", h, y[h], f);
+    }
+}
+
 Test(core, bf16_matches_the_reference_formula)
 {
     cr_assert_eq(ec_fp32_to_bf16(1.0f), 0x3f80);
