@@ -876,6 +876,7 @@ void ec_q4_k_quantize_row_imat_fast(const float *x, void *vy, int64_t n, const f
     q4_k_row(x, vy, n, w, true);
 }
 
+EC_VEC_CLONES
 void ec_q4_k_dequantize_row_ref(const void *vx, float *y, int64_t n)
 {
     const struct ec_block_q4_k *x = vx;
@@ -1037,6 +1038,7 @@ void ec_q6_k_quantize_row_imat_fast(const float *x, void *vy, int64_t n, const f
     q6_k_row(x, vy, n, w, true);
 }
 
+EC_VEC_CLONES
 void ec_q6_k_dequantize_row_ref(const void *vx, float *y, int64_t n)
 {
     const struct ec_block_q6_k *x = vx;

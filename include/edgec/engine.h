@@ -120,6 +120,13 @@ enum ec_status ec_matmul_ref(const struct ec_linear_view *w, const float *x, int
 enum ec_status ec_matmul_fast(const struct ec_linear_view *w, const float *x, int64_t n_tokens,
                               float *y, int n_threads, struct ec_diag *d);
 
+/* The kernel family ec_matmul_fast uses: 0 portable (8-lane vectors, no
+ * FMA), 1 AVX2 + FMA tiles, 2 AVX-512 tiles. The default is the best this
+ * CPU has; ec_matmul_set_isa(L) caps it at L (-1: no cap) and returns the
+ * level in effect. Not thread-safe against running matmuls (for tests and
+ * benchmarks). */
+int ec_matmul_set_isa(int max_level);
+
 /* y[n_tokens * n_in] = x rounded to the activation type llama.cpp pairs with
  * weight_type (F16 -> fp16, BF16 -> bf16, Q4_0/Q5_0/Q8_0/IQ4_NL -> Q8_0,
  * Q4_1/Q5_1 -> Q8_1 (same values), K-quants/IQ4_XS -> Q8_K) and back to F32;

@@ -438,13 +438,22 @@ uint32_t ec_engine_n_ctx(const struct ec_engine *e)
 
 /* ---- evaluation ---- */
 
+/* x86-64 functions compiled twice, baseline and AVX2, picked at load time */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
+#define ATT_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define ATT_CLONES
+#endif
+
 /* Q8_0 / Q8_1 values of one block of 32: q = roundf(x / d), d = amax / 127
  * stored as fp16 (quantize_row_q8_0_ref / q8_1_ref) */
-static void round_q8_0_block(const float *x, float *y)
+static inline __attribute__((always_inline)) void round_q8_0_block(const float *x, float *y)
 {
     float amax = 0.0f;
-    for (int j = 0; j < 32; j++)
-        amax = fmaxf(amax, fabsf(x[j]));
+    for (int j = 0; j < 32; j++) { /* fmaxf's choice (NaN ignored) without the libm call */
+        const float ax = fabsf(x[j]);
+        amax = ax > amax ? ax : amax;
+    }
     /* as ggml-cpu's x86 quantize_row_q8_0 (the AVX2 path llama.cpp runs on
      * x86-64): id = 127 / amax, ties to even; the scale stored as fp16 */
     const float dd = amax / 127.0f;
@@ -457,7 +466,7 @@ static void round_q8_0_block(const float *x, float *y)
 /* Q8_K values of one block of 256 (quantize_row_q8_K_ref): scale from the
  * value of largest magnitude, iscale = -127 / max (ggml changed it from -128
  * for IQ2_XXS), q = nearest(iscale x) capped at 127, d = 1 / iscale (float) */
-static void round_q8_k_block(const float *x, float *y)
+static inline __attribute__((always_inline)) void round_q8_k_block(const float *x, float *y)
 {
     float amax = 0.0f, mx = 0.0f;
     for (int j = 0; j < 256; j++) {
@@ -480,6 +489,9 @@ static void round_q8_k_block(const float *x, float *y)
     }
 }
 
+/* The AVX2 clone rounds with vroundps instead of a libm call per value
+ * (the baseline x86-64 ISA has no rounding instruction); same results. */
+ATT_CLONES
 void ec_round_activations(enum ec_dtype weight_type, const float *x, int64_t n_tokens,
                           int64_t n_in, float *y)
 {
@@ -627,6 +639,81 @@ static void rope_apply(const struct ec_engine *e, float *v, int64_t n, uint32_t 
     }
 }
 
+/* Attention's inner loops. Products are float (as ggml's), sums double
+ * (see attention()); the vectors hold 8 products, widened to two 4-lane
+ * double accumulators. An AVX2 clone is chosen at load time. */
+#pragma GCC diagnostic ignored "-Wpsabi"
+typedef float att_v8f __attribute__((vector_size(32)));
+typedef double att_v4d __attribute__((vector_size(32)));
+typedef float att_v4f __attribute__((vector_size(16)));
+
+static inline att_v8f att_ld(const float *p)
+{
+    att_v8f v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void att_widen(att_v8f p, att_v4d *lo, att_v4d *hi)
+{
+    att_v4f a = {p[0], p[1], p[2], p[3]}, b = {p[4], p[5], p[6], p[7]};
+    *lo = __builtin_convertvector(a, att_v4d);
+    *hi = __builtin_convertvector(b, att_v4d);
+}
+
+/* sum_i (double)(q[i] * k[i]) */
+ATT_CLONES
+static double att_dot(const float *restrict q, const float *restrict k, uint32_t n)
+{
+    att_v4d s0 = {0}, s1 = {0};
+    uint32_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        att_v4d lo, hi;
+        att_widen(att_ld(q + i) * att_ld(k + i), &lo, &hi);
+        s0 += lo;
+        s1 += hi;
+    }
+    s0 += s1;
+    double acc = (s0[0] + s0[2]) + (s0[1] + s0[3]);
+    for (; i < n; i++)
+        acc += (double)(q[i] * k[i]);
+    return acc;
+}
+
+/* out[i] = sum_j (double)(p[j] * v_j[i]), v_j = v + j * stride, for i < n:
+ * 16 columns at a time, their four accumulators kept in registers over all
+ * keys (the same additions, in the same order, as one axpy per key) */
+ATT_CLONES
+static void att_pv(double *restrict out, const float *restrict p, const float *v, size_t stride,
+                   uint32_t n_keys, uint32_t n)
+{
+    uint32_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        att_v4d a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+        for (uint32_t j = 0; j < n_keys; j++) {
+            const float *vj = v + j * stride + i;
+            const att_v8f pj = (att_v8f){0} + p[j];
+            att_v4d lo, hi;
+            att_widen(pj * att_ld(vj), &lo, &hi);
+            a0 += lo;
+            a1 += hi;
+            att_widen(pj * att_ld(vj + 8), &lo, &hi);
+            a2 += lo;
+            a3 += hi;
+        }
+        memcpy(out + i, &a0, sizeof a0);
+        memcpy(out + i + 4, &a1, sizeof a1);
+        memcpy(out + i + 8, &a2, sizeof a2);
+        memcpy(out + i + 12, &a3, sizeof a3);
+    }
+    for (; i < n; i++) {
+        double a = 0.0;
+        for (uint32_t j = 0; j < n_keys; j++)
+            a += (double)(p[j] * v[j * stride + i]);
+        out[i] = a;
+    }
+}
+
 /* Causal GQA attention of the n new tokens (positions pos0..) over the cache. */
 static void attention(struct ec_engine *e, const struct eng_layer *L, int64_t n, uint32_t pos0)
 {
@@ -654,10 +741,7 @@ static void attention(struct ec_engine *e, const struct eng_layer *L, int64_t n,
         float mx = -INFINITY;
         for (uint32_t j = 0; j < n_keys; j++) {
             const float *k = L->k_cache + j * kv_stride + (size_t)kvh * hd;
-            double acc = 0.0;
-            for (uint32_t i = 0; i < hd; i++)
-                acc += (double)(q[i] * k[i]);
-            const float s = (float)acc * scale;
+            const float s = (float)att_dot(q, k, hd) * scale;
             sc[j] = s;
             if (s > mx)
                 mx = s;
@@ -675,14 +759,7 @@ static void attention(struct ec_engine *e, const struct eng_layer *L, int64_t n,
         /* sums in double: with fp16 inputs the products are exact and llama.cpp's
          * wide F32 accumulators make the sum nearly exact too */
         double *acc = e->acc + (size_t)tid * hd;
-        for (uint32_t i = 0; i < hd; i++)
-            acc[i] = 0.0;
-        for (uint32_t j = 0; j < n_keys; j++) {
-            const float *v = L->v_cache + j * kv_stride + (size_t)kvh * hd;
-            const float p = sc[j];
-            for (uint32_t i = 0; i < hd; i++)
-                acc[i] += (double)(p * v[i]);
-        }
+        att_pv(acc, sc, L->v_cache + (size_t)kvh * hd, kv_stride, n_keys, hd);
         for (uint32_t i = 0; i < hd; i++)
             out[i] = (float)acc[i];
     }

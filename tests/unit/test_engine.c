@@ -451,10 +451,17 @@ Test(engine, matmul_fast_matches_reference)
     struct ec_diag d;
     ec_diag_clear(&d);
     double worst = 0;
+    /* every kernel family this CPU runs (portable, AVX2+FMA, AVX-512), and
+     * token counts that hit the full tiles (6) and every tail */
+    const int top = ec_matmul_set_isa(-1);
+    const int64_t n_toks[] = {1, 3, 7, 13};
+    for (int isa = 0; isa <= top; isa++)
+    for (size_t tk = 0; tk < sizeof n_toks / sizeof n_toks[0]; tk++)
     for (size_t ti = 0; ti < 3; ti++)
         for (size_t a = 0; a < sizeof n_ins / sizeof n_ins[0]; a++)
             for (size_t b = 0; b < sizeof n_outs / sizeof n_outs[0]; b++) {
-                const int64_t n_in = n_ins[a], n_out = n_outs[b], n_tok = 3;
+                cr_assert_eq(ec_matmul_set_isa(isa), isa);
+                const int64_t n_in = n_ins[a], n_out = n_outs[b], n_tok = n_toks[tk];
                 size_t es = types[ti] == EC_F32 ? 4 : 2;
                 uint8_t *w = malloc((size_t)(n_in * n_out) * es);
                 float *wf = malloc((size_t)(n_in * n_out) * sizeof *wf);
@@ -498,7 +505,8 @@ Test(engine, matmul_fast_matches_reference)
                 free(y0);
                 free(y1);
             }
-    fprintf(stderr, "[engine] matmul fast vs ref: worst |diff| / sum|w x| = %.3g\n", worst);
+    ec_matmul_set_isa(-1);
+    fprintf(stderr, "[engine] matmul fast vs ref (kernel levels 0..%d): worst |diff| / sum|w x| = %.3g\n", top, worst);
 }
 
 Test(engine, reference_matmul_engine_matches_fast_engine)
