@@ -90,6 +90,7 @@ void ec_engine_reset(struct ec_engine *e);
 uint32_t ec_engine_n_past(const struct ec_engine *e);
 uint32_t ec_engine_n_vocab(const struct ec_engine *e);
 uint32_t ec_engine_n_ctx(const struct ec_engine *e);
+int ec_engine_n_threads(const struct ec_engine *e); /* threads its loops use */
 
 /* Evaluate n_tokens tokens at positions n_past .. n_past+n_tokens-1 in one
  * batch and append them to the cache. If logits is not NULL it receives

@@ -15,6 +15,17 @@
 #include <omp.h>
 #endif
 
+/* Elementwise and per-token loops of the forward pass run over the engine's
+ * threads; each element is computed by one thread in the same way, so the
+ * results do not depend on the thread count. Small batches stay serial. */
+#ifdef _OPENMP
+#define EC_PRAGMA(x) _Pragma(#x)
+#define EC_PAR_FOR(nt, work)                                                                       \
+    EC_PRAGMA(omp parallel for schedule(static) num_threads(nt) if ((work) >= 32768))
+#else
+#define EC_PAR_FOR(nt, work)
+#endif
+
 #include "edgec/engine.h"
 #include "edgec/fp16.h"
 #include "edgec/quant.h"
@@ -436,6 +447,11 @@ uint32_t ec_engine_n_ctx(const struct ec_engine *e)
     return e->o.n_ctx;
 }
 
+int ec_engine_n_threads(const struct ec_engine *e)
+{
+    return e->n_threads;
+}
+
 /* ---- evaluation ---- */
 
 /* x86-64 functions compiled twice, baseline and AVX2, picked at load time */
@@ -568,7 +584,10 @@ static enum ec_status linear(struct ec_engine *e, int layer, const struct eng_li
     if (e->o.on_linear_input)
         e->o.on_linear_input(e->o.user, layer, l->name, x, n, l->v.n_in);
     if (e->o.round_activations && l->v.type != EC_F32) {
-        ec_round_activations(l->v.type, x, n, l->v.n_in, e->xr);
+        const int64_t n_in = l->v.n_in;
+        EC_PAR_FOR(e->n_threads, n * n_in)
+        for (int64_t t = 0; t < n; t++)
+            ec_round_activations(l->v.type, x + t * n_in, 1, n_in, e->xr + t * n_in);
         x = e->xr;
     }
     enum ec_status st = e->o.matmul_ref ? ec_matmul_ref(&l->v, x, n, y, d)
@@ -587,8 +606,10 @@ static enum ec_status linear(struct ec_engine *e, int layer, const struct eng_li
 
 /* y = rmsnorm(x) * w, per token, as ggml_rms_norm followed by ggml_mul */
 static void rms_norm(const float *x, const float *w, int64_t n_tok, int64_t n, float eps,
-                     float *y)
+                     float *y, int nt)
 {
+    (void)nt;
+    EC_PAR_FOR(nt, n_tok * n)
     for (int64_t t = 0; t < n_tok; t++) {
         const float *xt = x + t * n;
         float *yt = y + t * n;
@@ -623,6 +644,7 @@ static void rope_cache(const struct ec_engine *e, int64_t n, uint32_t pos0)
 static void rope_apply(const struct ec_engine *e, float *v, int64_t n, uint32_t n_heads)
 {
     const uint32_t hd = e->hp.head_dim;
+    EC_PAR_FOR(e->n_threads, n * n_heads * hd)
     for (int64_t t = 0; t < n; t++) {
         const float *cs = e->rope_cs + t * hd;
         for (uint32_t h = 0; h < n_heads; h++) {
@@ -725,7 +747,9 @@ static void attention(struct ec_engine *e, const struct eng_layer *L, int64_t n,
     const bool f16 = e->o.kv_f16;
     const int64_t n_items = n * n_head;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(e->n_threads)
+/* round-robin items: causal rows grow with t, so contiguous halves would leave
+ * the first thread idle for most of the loop */
+#pragma omp parallel for schedule(static, 1) num_threads(e->n_threads)
 #endif
     for (int64_t it = 0; it < n_items; it++) {
         int tid = 0;
@@ -809,13 +833,14 @@ enum ec_status ec_engine_eval(struct ec_engine *e, const int32_t *tokens, int64_
 
     for (uint32_t il = 0; il < hp->n_layer; il++) {
         struct eng_layer *L = &e->layers[il];
-        rms_norm(e->x, L->attn_norm, n, n_embd, hp->norm_eps, e->h);
+        rms_norm(e->x, L->attn_norm, n, n_embd, hp->norm_eps, e->h, e->n_threads);
         if ((st = linear(e, (int)il, &L->q, e->h, n, e->q, d)) != EC_OK ||
             (st = linear(e, (int)il, &L->k, e->h, n, e->k, d)) != EC_OK ||
             (st = linear(e, (int)il, &L->v, e->h, n, e->v, d)) != EC_OK)
             return st;
         rope_apply(e, e->q, n, hp->n_head);
         rope_apply(e, e->k, n, hp->n_head_kv);
+        EC_PAR_FOR(e->n_threads, n * (int64_t)n_kv)
         for (int64_t t = 0; t < n; t++) {
             float *kc = L->k_cache + (size_t)(pos0 + t) * n_kv;
             float *vc = L->v_cache + (size_t)(pos0 + t) * n_kv;
@@ -825,25 +850,30 @@ enum ec_status ec_engine_eval(struct ec_engine *e, const int32_t *tokens, int64_
                 vc[i] = e->o.kv_f16 ? round_f16(vt[i]) : vt[i];
             }
         }
-        if (e->o.kv_f16)
+        if (e->o.kv_f16) {
+            EC_PAR_FOR(e->n_threads, n * (int64_t)n_q)
             for (size_t i = 0; i < (size_t)n * n_q; i++)
                 e->q[i] = round_f16(e->q[i]);
+        }
         attention(e, L, n, pos0);
         if ((st = linear(e, (int)il, &L->o, e->att, n, e->h, d)) != EC_OK)
             return st;
+        EC_PAR_FOR(e->n_threads, n * n_embd)
         for (size_t i = 0; i < (size_t)(n * n_embd); i++)
             e->x[i] += e->h[i];
 
-        rms_norm(e->x, L->ffn_norm, n, n_embd, hp->norm_eps, e->h);
+        rms_norm(e->x, L->ffn_norm, n, n_embd, hp->norm_eps, e->h, e->n_threads);
         if ((st = linear(e, (int)il, &L->gate, e->h, n, e->gate, d)) != EC_OK ||
             (st = linear(e, (int)il, &L->up, e->h, n, e->up, d)) != EC_OK)
             return st;
+        EC_PAR_FOR(e->n_threads, n * (int64_t)hp->n_ff)
         for (size_t i = 0; i < (size_t)n * hp->n_ff; i++) {
             const float g = e->gate[i];
             e->gate[i] = (g / (1.0f + expf(-g))) * e->up[i];
         }
         if ((st = linear(e, (int)il, &L->down, e->gate, n, e->h, d)) != EC_OK)
             return st;
+        EC_PAR_FOR(e->n_threads, n * n_embd)
         for (size_t i = 0; i < (size_t)(n * n_embd); i++)
             e->x[i] += e->h[i];
     }
@@ -851,7 +881,7 @@ enum ec_status ec_engine_eval(struct ec_engine *e, const int32_t *tokens, int64_
 
     if (logits && logits_from < n) {
         const int64_t n_out = n - logits_from;
-        rms_norm(e->x + logits_from * n_embd, e->output_norm, n_out, n_embd, hp->norm_eps, e->h);
+        rms_norm(e->x + logits_from * n_embd, e->output_norm, n_out, n_embd, hp->norm_eps, e->h, e->n_threads);
         const struct eng_lin *out = e->output.v.data ? &e->output : &e->tok_embd;
         if ((st = linear(e, -1, out, e->h, n_out, logits, d)) != EC_OK)
             return st;

@@ -238,17 +238,17 @@ AVX2_IN void tile_avx2(const float *const *w, const int NR, const float *x, int6
 AVX2_FN static void rows_avx2(const float *const *wr, int64_t nrows, const float *x,
                               int64_t n_tokens, int64_t n, float *y, int64_t ldo)
 {
-    int64_t r = 0;
-    for (; r + 2 <= nrows; r += 2) {
-        int64_t t = 0;
-        for (; t + 6 <= n_tokens; t += 6)
+    /* token groups outer, as rows_avx512 */
+    const int64_t r2 = nrows - nrows % 2;
+    int64_t t = 0;
+    for (; t + 6 <= n_tokens; t += 6)
+        for (int64_t r = 0; r < r2; r += 2)
             tile_avx2(wr + r, 2, x + t * n, n, 6, n, y + t * ldo + r, ldo);
-        for (; t < n_tokens; t++)
+    for (; t < n_tokens; t++)
+        for (int64_t r = 0; r < r2; r += 2)
             tile_avx2(wr + r, 2, x + t * n, n, 1, n, y + t * ldo + r, ldo);
-    }
-    for (; r < nrows; r++) {
-        int64_t t = 0;
-        for (; t + 6 <= n_tokens; t += 6)
+    for (int64_t r = r2; r < nrows; r++) {
+        for (t = 0; t + 6 <= n_tokens; t += 6)
             tile_avx2(wr + r, 1, x + t * n, n, 6, n, y + t * ldo + r, ldo);
         for (; t < n_tokens; t++)
             tile_avx2(wr + r, 1, x + t * n, n, 1, n, y + t * ldo + r, ldo);
@@ -293,19 +293,22 @@ AVX512_IN void tile_avx512(const float *const *w, const int NR, const float *x, 
 AVX512_FN static void rows_avx512(const float *const *wr, int64_t nrows, const float *x,
                                   int64_t n_tokens, int64_t n, float *y, int64_t ldo)
 {
-    int64_t r = 0;
-    for (; r + 4 <= nrows; r += 4) {
-        int64_t t = 0;
-        for (; t + 6 <= n_tokens; t += 6)
+    /* token groups outer: six tokens' activations stay in L1 while the
+     * block's rows (L2) pass by, instead of all tokens streaming from L3
+     * once per group of rows */
+    const int64_t r4 = nrows - nrows % 4;
+    int64_t t = 0;
+    for (; t + 6 <= n_tokens; t += 6)
+        for (int64_t r = 0; r < r4; r += 4)
             T512(4, 6);
-        for (; t + 2 <= n_tokens; t += 2)
+    for (; t + 2 <= n_tokens; t += 2)
+        for (int64_t r = 0; r < r4; r += 4)
             T512(4, 2);
-        for (; t < n_tokens; t++)
+    for (; t < n_tokens; t++)
+        for (int64_t r = 0; r < r4; r += 4)
             T512(4, 1);
-    }
-    for (; r < nrows; r++) {
-        int64_t t = 0;
-        for (; t + 6 <= n_tokens; t += 6)
+    for (int64_t r = r4; r < nrows; r++) {
+        for (t = 0; t + 6 <= n_tokens; t += 6)
             T512(1, 6);
         for (; t < n_tokens; t++)
             T512(1, 1);

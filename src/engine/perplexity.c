@@ -47,7 +47,8 @@ enum ec_status ec_perplexity_run(struct ec_engine *e, const int32_t *tokens, int
     /* logits of positions first .. n_ctx-1 */
     float *logits = malloc((size_t)(n_ctx - first) * (size_t)nv * sizeof *logits);
     int32_t *chunk = malloc((size_t)n_ctx * sizeof *chunk);
-    if (!logits || !chunk) {
+    double *tok_nll = malloc((size_t)(n_ctx - first) * sizeof *tok_nll);
+    if (!logits || !chunk || !tok_nll) {
         st = ec_fail(d, EC_ERR_NOMEM, "perplexity: cannot allocate logits for %lld positions",
                      (long long)(n_ctx - first));
         goto out_free;
@@ -74,8 +75,14 @@ enum ec_status ec_perplexity_run(struct ec_engine *e, const int32_t *tokens, int
                 goto out_free;
             }
         }
+        /* each position's NLL on its own (in parallel), summed in order */
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(ec_engine_n_threads(e))
+#endif
+        for (int64_t k = first; k < n_ctx - 1; k++)
+            tok_nll[k - first] = token_nll(logits + (k - first) * nv, nv, src[k + 1]);
         for (int64_t k = first; k < n_ctx - 1; k++) {
-            double v = token_nll(logits + (k - first) * nv, nv, src[k + 1]);
+            const double v = tok_nll[k - first];
             nll += v;
             nll2 += v * v;
             count++;
@@ -93,6 +100,7 @@ enum ec_status ec_perplexity_run(struct ec_engine *e, const int32_t *tokens, int
     r->ppl_err = var > 0 && count > 1 ? r->ppl * sqrt(var / (double)(count - 1)) : 0.0;
 
 out_free:
+    free(tok_nll);
     free(chunk);
     free(logits);
     return st;
