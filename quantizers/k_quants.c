@@ -16,6 +16,7 @@
 
 #include "edgec/quant.h"
 #include "quantizers/quant_internal.h"
+#include "src/core/clones.h"
 
 #define QK_K EC_QK_K
 #define GROUP_EPS EC_GROUP_EPS /* below this a group counts as all zero */
@@ -876,7 +877,7 @@ void ec_q4_k_quantize_row_imat_fast(const float *x, void *vy, int64_t n, const f
     q4_k_row(x, vy, n, w, true);
 }
 
-EC_VEC_CLONES
+EC_AVX2_CLONES
 void ec_q4_k_dequantize_row_ref(const void *vx, float *y, int64_t n)
 {
     const struct ec_block_q4_k *x = vx;
@@ -1038,7 +1039,7 @@ void ec_q6_k_quantize_row_imat_fast(const float *x, void *vy, int64_t n, const f
     q6_k_row(x, vy, n, w, true);
 }
 
-EC_VEC_CLONES
+EC_AVX2_CLONES
 void ec_q6_k_dequantize_row_ref(const void *vx, float *y, int64_t n)
 {
     const struct ec_block_q6_k *x = vx;

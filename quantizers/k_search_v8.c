@@ -22,10 +22,7 @@
 
 #include "edgec/quant.h"
 #include "quantizers/quant_internal.h"
-
-#pragma GCC diagnostic ignored "-Wpsabi"
-typedef float vf __attribute__((vector_size(32)));
-typedef int32_t vi __attribute__((vector_size(32)));
+#include "quantizers/vec8.h"
 
 #define NL EC_SEARCH_LANES
 #define MAXN 32
@@ -36,7 +33,6 @@ typedef int32_t vi __attribute__((vector_size(32)));
 #if defined(__x86_64__) && defined(__GNUC__)
 #define EC_SEARCH_X86 1
 #endif
-#define BODY static inline __attribute__((always_inline))
 
 static int simd_mode = -1; /* 0 baseline, 1 avx2 */
 
@@ -67,53 +63,6 @@ void ec_quant_simd_allow_avx2(bool allow)
         __atomic_store_n(&simd_mode, 0, __ATOMIC_RELAXED);
 }
 
-BODY vf ld(const float *p)
-{
-    vf v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-/* Broadcasts. Written as vector + scalar so that GCC emits one broadcast
- * instead of lane-by-lane inserts; callers still hoist them out of loops. */
-BODY vf splat(float s)
-{
-    const vf z = {0};
-    return z + s;
-}
-
-BODY vi isplat(int32_t s)
-{
-    const vi z = {0};
-    return z + s;
-}
-
-/* m ? a : b, lane by lane (m is all ones or all zeros per lane) */
-BODY vf fsel(vi m, vf a, vf b)
-{
-    vi ai, bi, r;
-    memcpy(&ai, &a, sizeof ai);
-    memcpy(&bi, &b, sizeof bi);
-    r = (ai & m) | (bi & ~m);
-    vf out;
-    memcpy(&out, &r, sizeof out);
-    return out;
-}
-
-BODY vi isel(vi m, vi a, vi b)
-{
-    return (a & m) | (b & ~m);
-}
-
-BODY vf vabs(vf a)
-{
-    vi ai;
-    memcpy(&ai, &a, sizeof ai);
-    ai &= isplat(0x7fffffff);
-    memcpy(&a, &ai, sizeof a);
-    return a;
-}
-
 /* ec_nearest_int, lane by lane */
 BODY vi vnearest(vf v)
 {
@@ -133,16 +82,6 @@ BODY vi vclamp(vi v, vi lo, vi hi)
 BODY vf vfloat(vi v)
 {
     return __builtin_convertvector(v, vf);
-}
-
-BODY bool any(vi m)
-{
-    int32_t a[NL];
-    memcpy(a, &m, sizeof a);
-    int32_t o = 0;
-    for (int k = 0; k < NL; k++)
-        o |= a[k];
-    return o != 0;
 }
 
 BODY void qkx_body(int n, int nmax, const float *xt, const float *wt, float rmin, float rdelta,

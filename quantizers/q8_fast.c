@@ -22,57 +22,23 @@
 
 #include "edgec/quant.h"
 #include "quantizers/quant_internal.h"
+#include "quantizers/vec8.h"
 
-#pragma GCC diagnostic ignored "-Wpsabi"
-typedef float vf __attribute__((vector_size(32)));
-typedef int32_t vi __attribute__((vector_size(32)));
 typedef int8_t vb __attribute__((vector_size(8)));
 
 #define QK8 32
-#define BODY static inline __attribute__((always_inline))
-
-BODY vf ld(const float *p)
-{
-    vf v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-BODY vf vabs(vf a)
-{
-    vi ai;
-    memcpy(&ai, &a, sizeof ai);
-    ai &= (vi){0} + 0x7fffffff;
-    memcpy(&a, &ai, sizeof a);
-    return a;
-}
-
-BODY vf vmax(vf a, vf b)
-{
-    const vi m = a > b;
-    vi ai, bi;
-    memcpy(&ai, &a, sizeof ai);
-    memcpy(&bi, &b, sizeof bi);
-    ai = (ai & m) | (bi & ~m);
-    memcpy(&a, &ai, sizeof a);
-    return a;
-}
 
 /* one block; returns false (nothing written) when the block is not finite */
 BODY bool q8_block(const float *x, struct ec_block_q8_0 *y)
 {
     const vf v0 = ld(x), v1 = ld(x + 8), v2 = ld(x + 16), v3 = ld(x + 24);
     const vf a0 = vabs(v0), a1 = vabs(v1), a2 = vabs(v2), a3 = vabs(v3);
-    const vf big = (vf){0} + 3.40282347e38f;
+    const vf big = splat(3.40282347e38f);
     /* !(a <= FLT_MAX) is true for NaN and for infinities */
-    const vi bad = ~((a0 <= big) & (a1 <= big) & (a2 <= big) & (a3 <= big));
-    vi any = bad;
-    int32_t acc = 0;
-    for (int j = 0; j < 8; j++)
-        acc |= any[j];
-    if (acc)
+    if (any(~((a0 <= big) & (a1 <= big) & (a2 <= big) & (a3 <= big))))
         return false;
-    vf m = vmax(vmax(a0, a1), vmax(a2, a3));
+    const vf m01 = fsel(a0 > a1, a0, a1), m23 = fsel(a2 > a3, a2, a3);
+    const vf m = fsel(m01 > m23, m01, m23);
     float amax = 0.0f;
     for (int j = 0; j < 8; j++)
         amax = amax > m[j] ? amax : m[j];
@@ -83,8 +49,8 @@ BODY bool q8_block(const float *x, struct ec_block_q8_0 *y)
     if (!(id <= 3.40282347e38f))
         return false;
     y->d = ec_h(d);
-    const vf vid = (vf){0} + id;
-    const vf h = (vf){0} + 0.5f, nh = (vf){0} - 0.5f;
+    const vf vid = splat(id);
+    const vf h = splat(0.5f), nh = splat(-0.5f);
     const vf src[4] = {v0, v1, v2, v3};
     for (int k = 0; k < 4; k++) {
         const vf v = src[k] * vid; /* finite id: |v| <= 127 (plus rounding) */

@@ -14,6 +14,7 @@
 
 #include "edgec/quant.h"
 #include "quantizers/quant_internal.h"
+#include "src/core/clones.h"
 
 #define QK EC_QK_LEGACY
 
@@ -322,7 +323,7 @@ void ec_q8_0_quantize_row_imat_ref(const float *x, void *vy, int64_t n, const fl
     ec_q8_0_quantize_row_ref(x, vy, n);
 }
 
-EC_VEC_CLONES
+EC_AVX2_CLONES
 void ec_q8_0_dequantize_row_ref(const void *vx, float *y, int64_t n)
 {
     const struct ec_block_q8_0 *x = vx;

@@ -50,16 +50,6 @@ static inline int32_t ec_round_away_i32(float v)
     return i + (f >= 0.5f) - (f <= -0.5f);
 }
 
-/* Plain loops that the compiler vectorizes better with AVX2 (dequantizers):
- * compiled twice, baseline and AVX2, picked at load time. The source is the
- * scalar reference; with -ffp-contract=off both builds do the same IEEE
- * operations per element, so the results are identical. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
-#define EC_VEC_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define EC_VEC_CLONES
-#endif
-
 /* Store a float as fp16 bits and read it back as ggml's table lookup does. */
 static inline uint16_t ec_h(float f)
 {

@@ -597,19 +597,18 @@ enum ec_status ec_quantize_run(const struct ec_quantize_opts *o, struct ec_quant
                 if (s != EC_OK)
                     break;
                 const bool last = k + 1 == n_slices && r0 + nr >= rows;
-                struct qsink_job job = {
+                /* input pages to release: this chunk's rows (when they are
+                 * the file's rows, unpermuted), after the last chunk the
+                 * whole tensor's */
+                const struct qsink_job job = {
                     .data = out,
                     .n = (size_t)(nr * dst_rb),
-                    .drop = t->permute_heads ? NULL : at,
-                    .drop_n = nr * src_rb,
+                    .drop = last ? t->data : (t->permute_heads ? NULL : at),
+                    .drop_n = last ? t->n_bytes : nr * src_rb,
                     .first = first,
                     .last = last,
                     .sha_hex = o->skip_tensor_sha256 ? NULL : r->tensors[i].sha256,
                 };
-                if (last) { /* the whole tensor's pages */
-                    job.drop = t->data;
-                    job.drop_n = t->n_bytes;
-                }
                 s = qsink_submit(&sink, &job, d);
                 if (s != EC_OK)
                     goto out_writer;

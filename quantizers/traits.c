@@ -25,7 +25,7 @@ static void f32_from_f32(const float *src, void *dst, int64_t n)
 
 static void f16_to_f32(const void *src, float *dst, int64_t n)
 {
-    ec_fp16_to_fp32_row(src, dst, (size_t)n);
+    ec_fp16_bytes_to_fp32_row(src, dst, (size_t)n);
 }
 
 static void f16_from_f32(const float *src, void *dst, int64_t n)
@@ -35,7 +35,7 @@ static void f16_from_f32(const float *src, void *dst, int64_t n)
 
 static void bf16_to_f32(const void *src, float *dst, int64_t n)
 {
-    ec_bf16_to_fp32_row(src, dst, (size_t)n);
+    ec_bf16_bytes_to_fp32_row(src, dst, (size_t)n);
 }
 
 static void bf16_from_f32(const float *src, void *dst, int64_t n)
@@ -62,21 +62,16 @@ static void bf16_from_f32_imat(const float *src, void *dst, int64_t n, const flo
     bf16_from_f32(src, dst, n);
 }
 
-#define QROW(T, t)                                                                                 \
-    [EC_##T] = {.type = EC_##T,                                                                    \
-                .to_f32 = ec_##t##_dequantize_row_ref,                                             \
-                .from_f32_ref = ec_##t##_quantize_row_ref,                                         \
-                .from_f32_imat = ec_##t##_quantize_row_imat_ref,                                   \
-                .tol = 0.0f}
+/* the fields every block type has: reference kernels, exact */
+#define QROW_REF(T, t)                                                                             \
+    .type = EC_##T, .to_f32 = ec_##t##_dequantize_row_ref,                                         \
+    .from_f32_ref = ec_##t##_quantize_row_ref,                                                     \
+    .from_f32_imat = ec_##t##_quantize_row_imat_ref, .tol = 0.0f
+#define QROW(T, t) [EC_##T] = {QROW_REF(T, t)}
 /* with fast paths (ec_<t>_quantize_row_fast and _imat_fast) */
 #define QROW_FAST(T, t)                                                                            \
-    [EC_##T] = {.type = EC_##T,                                                                    \
-                .to_f32 = ec_##t##_dequantize_row_ref,                                             \
-                .from_f32_ref = ec_##t##_quantize_row_ref,                                         \
-                .from_f32_imat = ec_##t##_quantize_row_imat_ref,                                   \
-                .from_f32_fast = ec_##t##_quantize_row_fast,                                       \
-                .from_f32_imat_fast = ec_##t##_quantize_row_imat_fast,                             \
-                .tol = 0.0f}
+    [EC_##T] = {QROW_REF(T, t), .from_f32_fast = ec_##t##_quantize_row_fast,                       \
+                .from_f32_imat_fast = ec_##t##_quantize_row_imat_fast}
 
 static const struct ec_dtype_traits traits_table[EC_GGML_TYPE_COUNT] = {
     [EC_F32] = {.type = EC_F32,
@@ -100,12 +95,8 @@ static const struct ec_dtype_traits traits_table[EC_GGML_TYPE_COUNT] = {
     QROW(Q5_1, q5_1),
     QROW_FAST(Q8_0, q8_0),
     QROW_FAST(Q2_K, q2_k),
-    [EC_Q3_K] = {.type = EC_Q3_K,
-                 .to_f32 = ec_q3_k_dequantize_row_ref,
-                 .from_f32_ref = ec_q3_k_quantize_row_ref,
-                 .from_f32_imat = ec_q3_k_quantize_row_imat_ref,
-                 .from_f32_imat_fast = ec_q3_k_quantize_row_imat_fast,
-                 .tol = 0.0f},
+    /* Q3_K: only the importance-weighted search has a fast path */
+    [EC_Q3_K] = {QROW_REF(Q3_K, q3_k), .from_f32_imat_fast = ec_q3_k_quantize_row_imat_fast},
     QROW_FAST(Q4_K, q4_k),
     QROW_FAST(Q5_K, q5_k),
     QROW_FAST(Q6_K, q6_k),

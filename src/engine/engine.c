@@ -29,6 +29,7 @@
 #include "edgec/engine.h"
 #include "edgec/fp16.h"
 #include "edgec/quant.h"
+#include "src/core/clones.h"
 
 struct eng_lin {
     struct ec_linear_view v;
@@ -454,13 +455,6 @@ int ec_engine_n_threads(const struct ec_engine *e)
 
 /* ---- evaluation ---- */
 
-/* x86-64 functions compiled twice, baseline and AVX2, picked at load time */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
-#define ATT_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define ATT_CLONES
-#endif
-
 /* Q8_0 / Q8_1 values of one block of 32: q = roundf(x / d), d = amax / 127
  * stored as fp16 (quantize_row_q8_0_ref / q8_1_ref) */
 static inline __attribute__((always_inline)) void round_q8_0_block(const float *x, float *y)
@@ -507,7 +501,7 @@ static inline __attribute__((always_inline)) void round_q8_k_block(const float *
 
 /* The AVX2 clone rounds with vroundps instead of a libm call per value
  * (the baseline x86-64 ISA has no rounding instruction); same results. */
-ATT_CLONES
+EC_AVX2_CLONES
 void ec_round_activations(enum ec_dtype weight_type, const float *x, int64_t n_tokens,
                           int64_t n_in, float *y)
 {
@@ -684,7 +678,7 @@ static inline void att_widen(att_v8f p, att_v4d *lo, att_v4d *hi)
 }
 
 /* sum_i (double)(q[i] * k[i]) */
-ATT_CLONES
+EC_AVX2_CLONES
 static double att_dot(const float *restrict q, const float *restrict k, uint32_t n)
 {
     att_v4d s0 = {0}, s1 = {0};
@@ -705,7 +699,7 @@ static double att_dot(const float *restrict q, const float *restrict k, uint32_t
 /* out[i] = sum_j (double)(p[j] * v_j[i]), v_j = v + j * stride, for i < n:
  * 16 columns at a time, their four accumulators kept in registers over all
  * keys (the same additions, in the same order, as one axpy per key) */
-ATT_CLONES
+EC_AVX2_CLONES
 static void att_pv(double *restrict out, const float *restrict p, const float *v, size_t stride,
                    uint32_t n_keys, uint32_t n)
 {

@@ -19,18 +19,12 @@
 #include "edgec/engine.h"
 #include "edgec/fp16.h"
 #include "edgec/quant.h"
+#include "src/core/clones.h"
 
 #define MM_LANES 8        /* partial sums per row */
 #define MM_ROWS 4         /* rows sharing one activation load */
 #define MM_BLOCK_ROWS 32  /* rows per OpenMP work item (multiple of MM_ROWS) */
 
-/* An AVX2 clone of the hot kernel, chosen at load time (ifunc). Without FMA
- * and with -ffp-contract=off it computes exactly what the baseline does. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
-#define EC_MM_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define EC_MM_CLONES
-#endif
 
 /* Row r of w as F32: in place for F32, else converted into buf. */
 static const float *row_f32(const struct ec_linear_view *w, int64_t r, float *buf)
@@ -40,18 +34,10 @@ static const float *row_f32(const struct ec_linear_view *w, int64_t r, float *bu
     case EC_F32:
         return (const float *)(const void *)src;
     case EC_F16:
-        for (int64_t i = 0; i < w->n_in; i++) {
-            uint16_t h;
-            memcpy(&h, src + 2 * i, 2);
-            buf[i] = ec_fp16_to_fp32(h);
-        }
+        ec_fp16_bytes_to_fp32_row(src, buf, (size_t)w->n_in);
         return buf;
     case EC_BF16:
-        for (int64_t i = 0; i < w->n_in; i++) {
-            uint16_t h;
-            memcpy(&h, src + 2 * i, 2);
-            buf[i] = ec_bf16_to_fp32(h);
-        }
+        ec_bf16_bytes_to_fp32_row(src, buf, (size_t)w->n_in);
         return buf;
     default: {
         /* block-quantized: dequantize the row as llama.cpp's to_float does */
@@ -102,7 +88,8 @@ static inline float lanes_sum(ec_v8f a)
     return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
 }
 
-EC_MM_CLONES
+/* an AVX2 clone: without FMA it computes exactly what the baseline does */
+EC_AVX2_CLONES
 static void dot_rows4(const float *restrict w0, const float *restrict w1,
                       const float *restrict w2, const float *restrict w3,
                       const float *restrict x, int64_t n, float *restrict out)

@@ -48,6 +48,23 @@ struct input_set {
     const float *imatrix;
 };
 
+/* every row of the set through one kernel: row_imat (with the set's
+ * importance weights) when given, else row; got is poisoned first */
+static void quantize_set(const struct input_set *in, ec_from_f32_fn row,
+                         ec_from_f32_imat_fn row_imat, uint8_t *got, size_t row_bytes,
+                         uint8_t poison)
+{
+    memset(got, poison, row_bytes * (size_t)in->rows);
+    for (int64_t r = 0; r < in->rows; r++) {
+        const float *x = in->x + r * in->cols;
+        uint8_t *y = got + (size_t)r * row_bytes;
+        if (row_imat)
+            row_imat(x, y, in->cols, in->imatrix);
+        else
+            row(x, y, in->cols);
+    }
+}
+
 static struct input_set get_set(const struct golden_file *g, const char *name)
 {
     struct golden_tensor t, im;
@@ -155,28 +172,15 @@ static void check_quantize(bool imat)
             size_t row_bytes = ec_dtype_row_bytes(t, (uint64_t)in.cols);
             cr_assert_eq(want.n_bytes, row_bytes * (size_t)in.rows, "%s: size", name);
             uint8_t *got = malloc(want.n_bytes);
-            memset(got, 0xA5, want.n_bytes); /* poison: every byte must be written */
-            for (int64_t r = 0; r < in.rows; r++) {
-                const float *x = in.x + r * in.cols;
-                uint8_t *y = got + (size_t)r * row_bytes;
-                if (imat)
-                    tr->from_f32_imat(x, y, in.cols, in.imatrix);
-                else
-                    tr->from_f32_ref(x, y, in.cols);
-            }
+            /* poison 0xA5: every byte must be written */
+            quantize_set(&in, imat ? NULL : tr->from_f32_ref, imat ? tr->from_f32_imat : NULL, got,
+                         row_bytes, 0xA5);
             int bad = compare_rows(sets[s], name, got, want.data, in.rows, row_bytes, 1);
             /* the fast kernel, where there is one, must give the same bytes */
             const bool has_fast = imat ? tr->from_f32_imat_fast != NULL : tr->from_f32_fast != NULL;
             if (has_fast) {
-                memset(got, 0x5A, want.n_bytes);
-                for (int64_t r = 0; r < in.rows; r++) {
-                    const float *x = in.x + r * in.cols;
-                    uint8_t *y = got + (size_t)r * row_bytes;
-                    if (imat)
-                        tr->from_f32_imat_fast(x, y, in.cols, in.imatrix);
-                    else
-                        tr->from_f32_fast(x, y, in.cols);
-                }
+                quantize_set(&in, imat ? NULL : tr->from_f32_fast,
+                             imat ? tr->from_f32_imat_fast : NULL, got, row_bytes, 0x5A);
                 bad += compare_rows(sets[s], name, got, want.data, in.rows, row_bytes, 1);
                 fast_checked++;
             }
