@@ -36,7 +36,10 @@ static const char description[] =
     "The output gets llama-quantize's metadata (general.file_type, quantize.imatrix.*) plus\n"
     "edgec.quantize.* recipe keys (--no-recipe omits them, making the file byte-identical to\n"
     "llama-quantize's). With --dry-run nothing is written; the plan and sizes are printed.\n"
-    "Results go to stdout (--json: plan and per-tensor results with SHA-256; without --json tensors are not hashed), warnings to stderr.";
+    "Results go to stdout (--json: plan and per-tensor results with SHA-256; without --json tensors are not hashed), warnings to stderr.\n"
+    "\n"
+    "Environment: EDGEC_KERNELS=ref runs the scalar reference kernels instead of the fast\n"
+    "paths (the same bytes, several times slower; for cross-checking).";
 
 static void on_progress(void *ctx, uint64_t done, uint64_t total, uint64_t bytes)
 {
