@@ -91,7 +91,10 @@ void ec_sgemm_sub_ref(int64_t m, int64_t n, int64_t k, const float *A, int64_t l
 /* ------------------------------------------------------------------ */
 /* dispatch                                                            */
 
-static int linalg_mode = -1; /* 0 baseline, 1 avx2+fma, 2 forced reference */
+enum { LA_BASE = 0, LA_AVX2 = 1, LA_AVX512 = 2, LA_REF = 3 };
+
+static int linalg_mode = -1;
+static int linalg_cap = LA_AVX512; /* ec_linalg_set_isa */
 
 static int linalg_get_mode(void)
 {
@@ -100,14 +103,19 @@ static int linalg_get_mode(void)
         return m;
     const char *e = getenv("EDGEC_KERNELS");
     if (e && strcmp(e, "ref") == 0) {
-        m = 2;
+        m = LA_REF;
     } else {
-        m = 0;
+        m = LA_BASE;
 #ifdef EC_LINALG_X86
         __builtin_cpu_init();
         if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-            m = 1;
+            m = LA_AVX2;
+        if (m == LA_AVX2 && __builtin_cpu_supports("avx512f"))
+            m = LA_AVX512;
 #endif
+        int cap = __atomic_load_n(&linalg_cap, __ATOMIC_RELAXED);
+        if (m > cap)
+            m = cap;
     }
     __atomic_store_n(&linalg_mode, m, __ATOMIC_RELAXED);
     return m;
@@ -115,15 +123,21 @@ static int linalg_get_mode(void)
 
 bool ec_linalg_has_avx2(void)
 {
-    return linalg_get_mode() == 1;
+    int m = linalg_get_mode();
+    return m == LA_AVX2 || m == LA_AVX512;
 }
 
-void ec_linalg_allow_avx2(bool allow)
+int ec_linalg_isa(void)
 {
-    __atomic_store_n(&linalg_mode, -1, __ATOMIC_RELAXED);
     int m = linalg_get_mode();
-    if (!allow && m == 1)
-        __atomic_store_n(&linalg_mode, 0, __ATOMIC_RELAXED);
+    return m == LA_REF ? -1 : m;
+}
+
+int ec_linalg_set_isa(int level)
+{
+    __atomic_store_n(&linalg_cap, level < 0 ? 0 : level, __ATOMIC_RELAXED);
+    __atomic_store_n(&linalg_mode, -1, __ATOMIC_RELAXED);
+    return ec_linalg_isa();
 }
 
 /* ------------------------------------------------------------------ */
@@ -134,7 +148,7 @@ void ec_linalg_allow_avx2(bool allow)
 /* c[0..n) -= sum_{p<k} a[p*as] * B[p*ldb + j] (double), chunked. */
 static inline __attribute__((always_inline)) void
 drow_sub_body(int64_t n, int64_t k, const double *a, int64_t as, const double *B, int64_t ldb,
-              double *restrict c, bool use_fma)
+              double *restrict c)
 {
     double acc[EC_ROW_CHUNK];
     for (int64_t j0 = 0; j0 < n; j0 += EC_ROW_CHUNK) {
@@ -144,13 +158,8 @@ drow_sub_body(int64_t n, int64_t k, const double *a, int64_t as, const double *B
         for (int64_t p = 0; p < k; p++) {
             const double av = a[p * as];
             const double *restrict b = B + p * ldb + j0;
-            if (use_fma) {
-                for (int64_t j = 0; j < jn; j++)
-                    acc[j] = fma(av, b[j], acc[j]);
-            } else {
-                for (int64_t j = 0; j < jn; j++)
-                    acc[j] += av * b[j];
-            }
+            for (int64_t j = 0; j < jn; j++)
+                acc[j] += av * b[j];
         }
         for (int64_t j = 0; j < jn; j++)
             c[j0 + j] -= acc[j];
@@ -185,7 +194,7 @@ srow_sub_body(int64_t n, int64_t k, const float *a, const float *B, int64_t ldb,
 static void drow_sub_base(int64_t n, int64_t k, const double *a, int64_t as, const double *B,
                           int64_t ldb, double *c)
 {
-    drow_sub_body(n, k, a, as, B, ldb, c, false);
+    drow_sub_body(n, k, a, as, B, ldb, c);
 }
 
 static void srow_sub_base(int64_t n, int64_t k, const float *a, const float *B, int64_t ldb,
@@ -194,68 +203,390 @@ static void srow_sub_base(int64_t n, int64_t k, const float *a, const float *B, 
     srow_sub_body(n, k, a, B, ldb, c, false);
 }
 
+/* ------------------------------------------------------------------ */
+/* register-blocked updates: C -= A B                                  */
+
+/* C[r][j] -= sum_{p<k} A[r][p] B[p][j] for r < m and j < min(n, r + off)
+ * (off = n: the whole m x n rectangle; off = 1: the lower triangle of a
+ * block whose first row and column are on the diagonal). Per element the
+ * order is fixed: acc = 0, acc = fma(A[r][p], B[p][j], acc) for p = 0, 1,
+ * ..., then C -= acc; so every FMA kernel below (and the scalar edge code,
+ * compiled with FMA) gives the same bits. Without FMA the baseline row
+ * kernels (drow_sub_base, srow_sub_base) keep the same order with separate
+ * multiplies and adds.
+ *
+ * B is first packed into panels of NR columns, [panel][k][NR] (zero padded),
+ * so the micro kernels read it sequentially whatever B's row stride (the
+ * inverse's B is a column block of a 5632-wide matrix: one page per row).
+ * Row groups of MR run in parallel; each element is computed by one thread. */
+
 #ifdef EC_LINALG_X86
-__attribute__((target("avx2,fma"))) static void drow_sub_avx2(int64_t n, int64_t k,
-                                                               const double *a, int64_t as,
-                                                               const double *B, int64_t ldb,
-                                                               double *c)
+/* edge rows or columns, on a packed panel (row stride nr) */
+__attribute__((target("avx2,fma"))) static void dsub_edge_fma(int64_t k, const double *a,
+                                                               const double *b, int nr,
+                                                               double *c, int64_t w,
+                                                               const double *cin, double *cout)
 {
-    drow_sub_body(n, k, a, as, B, ldb, c, true);
+    double acc[16];
+    for (int64_t q = 0; q < w; q++)
+        acc[q] = cin ? cin[q] : 0.0;
+    for (int64_t p = 0; p < k; p++) {
+        const double av = a[p];
+        for (int64_t q = 0; q < w; q++)
+            acc[q] = fma(av, b[p * nr + q], acc[q]);
+    }
+    if (cout) {
+        for (int64_t q = 0; q < w; q++)
+            cout[q] = acc[q];
+        return;
+    }
+    for (int64_t q = 0; q < w; q++)
+        c[q] -= acc[q];
 }
 
-__attribute__((target("avx2,fma"))) static void srow_sub_avx2(int64_t n, int64_t k,
-                                                               const float *a, const float *B,
-                                                               int64_t ldb, float *c)
+__attribute__((target("avx2,fma"))) static void ssub_edge_fma(int64_t k, const float *a,
+                                                               const float *b, int nr, float *c,
+                                                               int64_t w)
 {
-    srow_sub_body(n, k, a, B, ldb, c, true);
+    float acc[32];
+    for (int64_t q = 0; q < w; q++)
+        acc[q] = 0.0f;
+    for (int64_t p = 0; p < k; p++) {
+        const float av = a[p];
+        for (int64_t q = 0; q < w; q++)
+            acc[q] = fmaf(av, b[p * nr + q], acc[q]);
+    }
+    for (int64_t q = 0; q < w; q++)
+        c[q] -= acc[q];
 }
+
+/* Micro kernels: 4 rows (AVX2) or 8 rows (AVX-512) of A against one packed
+ * panel of 2 vectors; row r updates its first lim[r] columns (0..2 vectors).
+ * Named accumulators: GCC keeps an array of vectors on the stack. */
+#define EC_ROW_FMA(set1, fmadd, x, y, ap)                                                          \
+    do {                                                                                           \
+        const __typeof__(b0) av = set1((ap)[p]);                                                  \
+        x = fmadd(av, b0, x);                                                                      \
+        y = fmadd(av, b1, y);                                                                      \
+    } while (0)
+
+/* The double kernels can also run a k range in parts with the same bits:
+ * cin (the [MR][NR] tile of partial sums from the previous part, NULL for
+ * the first) starts the accumulators and cout (NULL for the last part)
+ * receives them instead of C. */
+__attribute__((target("avx2,fma"))) static void dsub_tile_avx2(int64_t k, const double *A,
+                                                                int64_t lda, const double *b,
+                                                                double *C, int64_t ldc,
+                                                                const double *cin, double *cout)
+{
+    __m256d c00 = _mm256_setzero_pd(), c01 = c00, c10 = c00, c11 = c00;
+    __m256d c20 = c00, c21 = c00, c30 = c00, c31 = c00;
+    if (cin) {
+        c00 = _mm256_loadu_pd(cin), c01 = _mm256_loadu_pd(cin + 4);
+        c10 = _mm256_loadu_pd(cin + 8), c11 = _mm256_loadu_pd(cin + 12);
+        c20 = _mm256_loadu_pd(cin + 16), c21 = _mm256_loadu_pd(cin + 20);
+        c30 = _mm256_loadu_pd(cin + 24), c31 = _mm256_loadu_pd(cin + 28);
+    }
+    const double *A0 = A, *A1 = A + lda, *A2 = A + 2 * lda, *A3 = A + 3 * lda;
+    for (int64_t p = 0; p < k; p++) {
+        const __m256d b0 = _mm256_loadu_pd(b + p * 8);
+        const __m256d b1 = _mm256_loadu_pd(b + p * 8 + 4);
+        EC_ROW_FMA(_mm256_set1_pd, _mm256_fmadd_pd, c00, c01, A0);
+        EC_ROW_FMA(_mm256_set1_pd, _mm256_fmadd_pd, c10, c11, A1);
+        EC_ROW_FMA(_mm256_set1_pd, _mm256_fmadd_pd, c20, c21, A2);
+        EC_ROW_FMA(_mm256_set1_pd, _mm256_fmadd_pd, c30, c31, A3);
+    }
+    const __m256d acc[4][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}};
+    for (int r = 0; r < 4; r++)
+        for (int v = 0; v < 2; v++) {
+            if (cout) {
+                _mm256_storeu_pd(cout + r * 8 + 4 * v, acc[r][v]);
+                continue;
+            }
+            double *cr = C + r * ldc + 4 * v;
+            _mm256_storeu_pd(cr, _mm256_sub_pd(_mm256_loadu_pd(cr), acc[r][v]));
+        }
+}
+
+__attribute__((target("avx2,fma"))) static void ssub_tile_avx2(int64_t k, const float *A,
+                                                                int64_t lda, const float *b,
+                                                                float *C, int64_t ldc)
+{
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00;
+    __m256 c20 = c00, c21 = c00, c30 = c00, c31 = c00;
+    const float *A0 = A, *A1 = A + lda, *A2 = A + 2 * lda, *A3 = A + 3 * lda;
+    for (int64_t p = 0; p < k; p++) {
+        const __m256 b0 = _mm256_loadu_ps(b + p * 16);
+        const __m256 b1 = _mm256_loadu_ps(b + p * 16 + 8);
+        EC_ROW_FMA(_mm256_set1_ps, _mm256_fmadd_ps, c00, c01, A0);
+        EC_ROW_FMA(_mm256_set1_ps, _mm256_fmadd_ps, c10, c11, A1);
+        EC_ROW_FMA(_mm256_set1_ps, _mm256_fmadd_ps, c20, c21, A2);
+        EC_ROW_FMA(_mm256_set1_ps, _mm256_fmadd_ps, c30, c31, A3);
+    }
+    const __m256 acc[4][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}};
+    for (int r = 0; r < 4; r++)
+        for (int v = 0; v < 2; v++) {
+            float *cr = C + r * ldc + 8 * v;
+            _mm256_storeu_ps(cr, _mm256_sub_ps(_mm256_loadu_ps(cr), acc[r][v]));
+        }
+}
+
+__attribute__((target("avx512f,fma"))) static void dsub_tile_avx512(int64_t k, const double *A,
+                                                                    int64_t lda, const double *b,
+                                                                    double *C, int64_t ldc,
+                                                                    const int *lim,
+                                                                    const double *cin,
+                                                                    double *cout)
+{
+    __m512d a00 = _mm512_setzero_pd(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00;
+    __m512d a30 = a00, a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00;
+    __m512d a60 = a00, a61 = a00, a70 = a00, a71 = a00;
+    if (cin) {
+#define EC_LD(x, y, r) x = _mm512_loadu_pd(cin + (r)*16), y = _mm512_loadu_pd(cin + (r)*16 + 8)
+        EC_LD(a00, a01, 0);
+        EC_LD(a10, a11, 1);
+        EC_LD(a20, a21, 2);
+        EC_LD(a30, a31, 3);
+        EC_LD(a40, a41, 4);
+        EC_LD(a50, a51, 5);
+        EC_LD(a60, a61, 6);
+        EC_LD(a70, a71, 7);
+#undef EC_LD
+    }
+    const double *A0 = A, *A1 = A + lda, *A2 = A + 2 * lda, *A3 = A + 3 * lda;
+    const double *A4 = A + 4 * lda, *A5 = A + 5 * lda, *A6 = A + 6 * lda, *A7 = A + 7 * lda;
+    for (int64_t p = 0; p < k; p++) {
+        const __m512d b0 = _mm512_loadu_pd(b + p * 16);
+        const __m512d b1 = _mm512_loadu_pd(b + p * 16 + 8);
+        EC_ROW_FMA(_mm512_set1_pd, _mm512_fmadd_pd, a00, a01, A0);
+        EC_ROW_FMA(_mm512_set1_pd, _mm512_fmadd_pd, a10, a11, A1);
+        EC_ROW_FMA(_mm512_set1_pd, _mm512_fmadd_pd, a20, a21, A2);
+        EC_ROW_FMA(_mm512_set1_pd, _mm512_fmadd_pd, a30, a31, A3);
+        EC_ROW_FMA(_mm512_set1_pd, _mm512_fmadd_pd, a40, a41, A4);
+        EC_ROW_FMA(_mm512_set1_pd, _mm512_fmadd_pd, a50, a51, A5);
+        EC_ROW_FMA(_mm512_set1_pd, _mm512_fmadd_pd, a60, a61, A6);
+        EC_ROW_FMA(_mm512_set1_pd, _mm512_fmadd_pd, a70, a71, A7);
+    }
+    const __m512d acc[8][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31},
+                               {a40, a41}, {a50, a51}, {a60, a61}, {a70, a71}};
+    if (cout) {
+        for (int r = 0; r < 8; r++) {
+            _mm512_storeu_pd(cout + r * 16, acc[r][0]);
+            _mm512_storeu_pd(cout + r * 16 + 8, acc[r][1]);
+        }
+        return;
+    }
+    for (int r = 0; r < 8; r++) {
+        const int w = lim[r];
+        const __mmask8 m0 = (__mmask8)(w >= 8 ? 0xFF : w <= 0 ? 0 : (1u << w) - 1);
+        const __mmask8 m1 = (__mmask8)(w >= 16 ? 0xFF : w <= 8 ? 0 : (1u << (w - 8)) - 1);
+        double *cr = C + r * ldc;
+        _mm512_mask_storeu_pd(cr, m0, _mm512_sub_pd(_mm512_maskz_loadu_pd(m0, cr), acc[r][0]));
+        _mm512_mask_storeu_pd(cr + 8, m1,
+                              _mm512_sub_pd(_mm512_maskz_loadu_pd(m1, cr + 8), acc[r][1]));
+    }
+}
+
+__attribute__((target("avx512f,fma"))) static void ssub_tile_avx512(int64_t k, const float *A,
+                                                                    int64_t lda, const float *b,
+                                                                    float *C, int64_t ldc,
+                                                                    const int *lim)
+{
+    __m512 a00 = _mm512_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00;
+    __m512 a30 = a00, a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00;
+    __m512 a60 = a00, a61 = a00, a70 = a00, a71 = a00;
+    const float *A0 = A, *A1 = A + lda, *A2 = A + 2 * lda, *A3 = A + 3 * lda;
+    const float *A4 = A + 4 * lda, *A5 = A + 5 * lda, *A6 = A + 6 * lda, *A7 = A + 7 * lda;
+    for (int64_t p = 0; p < k; p++) {
+        const __m512 b0 = _mm512_loadu_ps(b + p * 32);
+        const __m512 b1 = _mm512_loadu_ps(b + p * 32 + 16);
+        EC_ROW_FMA(_mm512_set1_ps, _mm512_fmadd_ps, a00, a01, A0);
+        EC_ROW_FMA(_mm512_set1_ps, _mm512_fmadd_ps, a10, a11, A1);
+        EC_ROW_FMA(_mm512_set1_ps, _mm512_fmadd_ps, a20, a21, A2);
+        EC_ROW_FMA(_mm512_set1_ps, _mm512_fmadd_ps, a30, a31, A3);
+        EC_ROW_FMA(_mm512_set1_ps, _mm512_fmadd_ps, a40, a41, A4);
+        EC_ROW_FMA(_mm512_set1_ps, _mm512_fmadd_ps, a50, a51, A5);
+        EC_ROW_FMA(_mm512_set1_ps, _mm512_fmadd_ps, a60, a61, A6);
+        EC_ROW_FMA(_mm512_set1_ps, _mm512_fmadd_ps, a70, a71, A7);
+    }
+    const __m512 acc[8][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31},
+                              {a40, a41}, {a50, a51}, {a60, a61}, {a70, a71}};
+    for (int r = 0; r < 8; r++) {
+        const int w = lim[r];
+        const __mmask16 m0 = (__mmask16)(w >= 16 ? 0xFFFF : w <= 0 ? 0 : (1u << w) - 1);
+        const __mmask16 m1 = (__mmask16)(w >= 32 ? 0xFFFF : w <= 16 ? 0 : (1u << (w - 16)) - 1);
+        float *cr = C + r * ldc;
+        _mm512_mask_storeu_ps(cr, m0, _mm512_sub_ps(_mm512_maskz_loadu_ps(m0, cr), acc[r][0]));
+        _mm512_mask_storeu_ps(cr + 16, m1,
+                              _mm512_sub_ps(_mm512_maskz_loadu_ps(m1, cr + 16), acc[r][1]));
+    }
+}
+#undef EC_ROW_FMA
 #endif
 
-static void drow_sub(int avx2, int64_t n, int64_t k, const double *a, int64_t as, const double *B,
-                     int64_t ldb, double *c)
+/* Pack B [k][n] (ldb) into [panel][k][nr], zero padded; inside a parallel
+ * region (work-shared, implicit barrier at the end). */
+#define EC_DEF_PACK(name, T)                                                                       \
+    static void name(const T *B, int64_t ldb, int64_t k, int64_t n, int nr, T *dst)               \
+    {                                                                                              \
+        const int64_t n_pan = (n + nr - 1) / nr;                                                   \
+        _Pragma("omp for schedule(static)") for (int64_t q = 0; q < n_pan; q++)                   \
+        {                                                                                          \
+            const int64_t j0 = q * nr, w = n - j0 < nr ? n - j0 : nr;                              \
+            T *d = dst + q * k * nr;                                                               \
+            for (int64_t p = 0; p < k; p++) {                                                      \
+                int64_t c = 0;                                                                     \
+                for (; c < w; c++)                                                                 \
+                    d[p * nr + c] = B[p * ldb + j0 + c];                                           \
+                for (; c < nr; c++)                                                                \
+                    d[p * nr + c] = 0;                                                             \
+            }                                                                                      \
+        }                                                                                          \
+    }
+EC_DEF_PACK(dpack_b, double)
+EC_DEF_PACK(spack_b, float)
+#undef EC_DEF_PACK
+
+/* k per part for long rectangles: the part's A rows and B panel stay in
+ * L2 while the partial sums wait in a tile buffer (same bits, see above) */
+#define EC_DGEMM_KC 512
+
+/* Workspace for dgemm_sub's packed B (k * n rounded up to 16) and, when k
+ * runs in parts, the partial-sum tiles (m and n rounded up to 16). */
+static inline size_t dgemm_ws_elems(int64_t m, int64_t n, int64_t k)
 {
+    const size_t n16 = (size_t)((n + 15) / 16 * 16), m16 = (size_t)((m + 15) / 16 * 16);
+    return (size_t)(k < EC_DGEMM_KC ? k : EC_DGEMM_KC) * n16 + (k > EC_DGEMM_KC ? m16 * n16 : 0);
+}
+
+static void dgemm_sub(int mode, int64_t m, int64_t n, int64_t k, const double *A, int64_t lda,
+                      const double *B, int64_t ldb, double *C, int64_t ldc, int64_t off,
+                      double *ws)
+{
+    if (m <= 0 || n <= 0)
+        return;
 #ifdef EC_LINALG_X86
-    if (avx2) {
-        drow_sub_avx2(n, k, a, as, B, ldb, c);
+    if (mode == LA_AVX2 || mode == LA_AVX512) {
+        const int mr = mode == LA_AVX512 ? 8 : 4, nr = mode == LA_AVX512 ? 16 : 8;
+        const int64_t n_groups = (m + mr - 1) / mr, n_pan = (n + nr - 1) / nr;
+        const int64_t kc = k < EC_DGEMM_KC ? k : EC_DGEMM_KC;
+        double *tiles = ws + (size_t)kc * (size_t)((n + 15) / 16 * 16);
+        const bool rect = off >= n;
+        const int64_t chunk = rect ? n_groups : n_pan; /* a panel, or a row group */
+#pragma omp parallel
+        for (int64_t p0 = 0; p0 < k || p0 == 0; p0 += kc) {
+            const int64_t pk = k - p0 < kc ? k - p0 : kc;
+            const bool part0 = p0 == 0, last = p0 + kc >= k;
+            dpack_b(B + p0 * ldb, ldb, pk, n, nr, ws);
+            /* rectangles: panel-major (a panel serves every row group while
+             * it is in cache); triangles: group-major, balanced dynamically */
+#pragma omp for schedule(dynamic, chunk)
+            for (int64_t t = 0; t < n_groups * n_pan; t++) {
+                const int64_t g = rect ? t % n_groups : t / n_pan;
+                const int64_t jp = rect ? t / n_groups : t % n_pan;
+                const int64_t r0 = g * mr, j = jp * nr;
+                const int64_t rn = m - r0 < mr ? m - r0 : mr;
+                int64_t lim[8];
+                for (int64_t r = 0; r < rn; r++)
+                    lim[r] = n < r0 + r + off ? n : r0 + r + off;
+                if (j >= lim[rn - 1])
+                    continue;
+                const double *b = ws + jp * pk * nr;
+                const double *a = A + r0 * lda + p0;
+                double *c = C + r0 * ldc + j;
+                double *tile = tiles + (g * n_pan + jp) * mr * nr;
+                const double *cin = part0 ? NULL : tile;
+                double *cout = last ? NULL : tile;
+                if (mode == LA_AVX512 && rn == 8) {
+                    int l[8];
+                    for (int r = 0; r < 8; r++) {
+                        int64_t w = lim[r] - j;
+                        l[r] = (int)(w < 0 ? 0 : w > 16 ? 16 : w);
+                    }
+                    dsub_tile_avx512(pk, a, lda, b, c, ldc, l, cin, cout);
+                } else if (mode == LA_AVX2 && rn == 4 && j + nr <= lim[0]) {
+                    dsub_tile_avx2(pk, a, lda, b, c, ldc, cin, cout);
+                } else {
+                    for (int64_t r = 0; r < rn; r++) {
+                        int64_t w = lim[r] - j;
+                        if (w > 0)
+                            dsub_edge_fma(pk, a + r * lda, b, nr, c + r * ldc, w < nr ? w : nr,
+                                          cin ? cin + r * nr : NULL, cout ? cout + r * nr : NULL);
+                    }
+                }
+            }
+            if (k == 0)
+                break;
+        }
         return;
     }
 #endif
-    drow_sub_base(n, k, a, as, B, ldb, c);
-}
-
-static void srow_sub(int avx2, int64_t n, int64_t k, const float *a, const float *B, int64_t ldb,
-                     float *c)
-{
-#ifdef EC_LINALG_X86
-    if (avx2) {
-        srow_sub_avx2(n, k, a, B, ldb, c);
-        return;
+    (void)ws;
+#pragma omp parallel for schedule(dynamic, 8)
+    for (int64_t r = 0; r < m; r++) {
+        int64_t w = n < r + off ? n : r + off;
+        drow_sub_base(w, k, A + r * lda, 1, B, ldb, C + r * ldc);
     }
-#endif
-    srow_sub_base(n, k, a, B, ldb, c);
 }
 
 /* ------------------------------------------------------------------ */
 /* lazy update GEMM                                                    */
 
-/* Columns per outer chunk: the B[k][chunk] panel (k = blocksize = 128 rows)
- * stays in L2 while all rows of C stream past it. */
+/* Columns per outer chunk: the packed B[k][chunk] panel (k = blocksize =
+ * 128 rows, 256 KiB) stays in L2 while all rows of C stream past it. */
 #define EC_SGEMM_NC 512
 
 void ec_sgemm_sub(int64_t m, int64_t n, int64_t k, const float *A, int64_t lda, const float *B,
                   int64_t ldb, float *C, int64_t ldc)
 {
     int mode = linalg_get_mode();
-    if (mode == 2) {
+    if (mode == LA_REF) {
         ec_sgemm_sub_ref(m, n, k, A, lda, B, ldb, C, ldc);
         return;
     }
-    int avx2 = mode == 1;
+#ifdef EC_LINALG_X86
+    float *ws = NULL;
+    if ((mode == LA_AVX2 || mode == LA_AVX512) && m > 0 && n > 0 && k > 0)
+        ws = malloc(sizeof(float) * (size_t)k * EC_SGEMM_NC);
+    if (ws) {
+        const int mr = mode == LA_AVX512 ? 8 : 4, nr = mode == LA_AVX512 ? 32 : 16;
+        const int64_t n_groups = (m + mr - 1) / mr;
+        for (int64_t j0 = 0; j0 < n; j0 += EC_SGEMM_NC) {
+            const int64_t jn = n - j0 < EC_SGEMM_NC ? n - j0 : EC_SGEMM_NC;
+#pragma omp parallel
+            {
+                spack_b(B + j0, ldb, k, jn, nr, ws);
+#pragma omp for schedule(static)
+                for (int64_t g = 0; g < n_groups; g++) {
+                    const int64_t r0 = g * mr;
+                    const int64_t rn = m - r0 < mr ? m - r0 : mr;
+                    for (int64_t j = 0; j < jn; j += nr) {
+                        const float *b = ws + (j / nr) * k * nr;
+                        const int64_t w = jn - j < nr ? jn - j : nr;
+                        float *c = C + r0 * ldc + j0 + j;
+                        if (mode == LA_AVX512 && rn == 8) {
+                            const int l[8] = {(int)w, (int)w, (int)w, (int)w,
+                                              (int)w, (int)w, (int)w, (int)w};
+                            ssub_tile_avx512(k, A + r0 * lda, lda, b, c, ldc, l);
+                        } else if (mode == LA_AVX2 && rn == 4 && w == nr) {
+                            ssub_tile_avx2(k, A + r0 * lda, lda, b, c, ldc);
+                        } else {
+                            for (int64_t r = 0; r < rn; r++)
+                                ssub_edge_fma(k, A + (r0 + r) * lda, b, nr, c + r * ldc, w);
+                        }
+                    }
+                }
+            }
+        }
+        free(ws);
+        return;
+    }
+#endif
     for (int64_t j0 = 0; j0 < n; j0 += EC_SGEMM_NC) {
         int64_t jn = n - j0 < EC_SGEMM_NC ? n - j0 : EC_SGEMM_NC;
 #pragma omp parallel for schedule(static)
         for (int64_t i = 0; i < m; i++)
-            srow_sub(avx2, jn, k, A + i * lda, B + j0, ldb, C + i * ldc + j0);
+            srow_sub_base(jn, k, A + i * lda, B + j0, ldb, C + i * ldc + j0);
     }
 }
 
@@ -268,12 +599,15 @@ void ec_sgemm_sub(int64_t m, int64_t n, int64_t k, const float *A, int64_t lda, 
 bool ec_chol_lower(double *A, int64_t n, int64_t lda)
 {
     int mode = linalg_get_mode();
-    if (mode == 2 || n <= EC_CHOL_NB)
+    if (mode == LA_REF || n <= EC_CHOL_NB)
         return ec_chol_lower_ref(A, n, lda);
-    int avx2 = mode == 1;
     double *pt = malloc(sizeof(double) * EC_CHOL_NB * (size_t)n);
-    if (!pt)
+    double *ws = malloc(sizeof(double) * dgemm_ws_elems(0, EC_CHOL_NC, EC_CHOL_NB));
+    if (!pt || !ws) {
+        free(pt);
+        free(ws);
         return ec_chol_lower_ref(A, n, lda);
+    }
     bool ok = true;
     for (int64_t k0 = 0; k0 < n && ok; k0 += EC_CHOL_NB) {
         int64_t k1 = k0 + EC_CHOL_NB < n ? k0 + EC_CHOL_NB : n;
@@ -328,17 +662,15 @@ bool ec_chol_lower(double *A, int64_t n, int64_t lda)
         for (int64_t j = 0; j < nt; j++)
             for (int64_t p = 0; p < kb; p++)
                 A[(k1 + j) * lda + k0 + p] = pt[p * nt + j];
-        /* 3. trailing update A22 -= A21 A21^T (lower part) */
+        /* 3. trailing update A22 -= A21 A21^T (lower part), by column chunks so
+         * that the chunk's panel of PT stays in L2 */
         for (int64_t j0 = k1; j0 < n; j0 += EC_CHOL_NC) {
             int64_t j1 = j0 + EC_CHOL_NC < n ? j0 + EC_CHOL_NC : n;
-#pragma omp parallel for schedule(static)
-            for (int64_t i = j0; i < n; i++) {
-                int64_t je = i + 1 < j1 ? i + 1 : j1;
-                drow_sub(avx2, je - j0, kb, A + i * lda + k0, 1, pt + (j0 - k1), nt,
-                         A + i * lda + j0);
-            }
+            dgemm_sub(mode, n - j0, j1 - j0, kb, A + j0 * lda + k0, lda, pt + (j0 - k1), nt,
+                      A + j0 * lda + j0, lda, 1, ws);
         }
     }
+    free(ws);
     free(pt);
     return ok;
 }
@@ -351,11 +683,13 @@ bool ec_chol_lower(double *A, int64_t n, int64_t lda)
 void ec_trinv_lower(const double *L, int64_t n, int64_t ldl, double *X, int64_t ldx)
 {
     int mode = linalg_get_mode();
-    if (mode == 2 || n <= EC_TRINV_NB) {
+    double *ws = NULL;
+    if (mode != LA_REF && n > EC_TRINV_NB)
+        ws = malloc(sizeof(double) * dgemm_ws_elems(EC_TRINV_NB, EC_CHOL_NC, n));
+    if (!ws) {
         ec_trinv_lower_ref(L, n, ldl, X, ldx);
         return;
     }
-    int avx2 = mode == 1;
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++)
         memset(X + i * ldx, 0, sizeof(double) * (size_t)n);
@@ -370,10 +704,8 @@ void ec_trinv_lower(const double *L, int64_t n, int64_t ldl, double *X, int64_t 
          * column chunk the p range starts at the chunk (X[p][j] = 0 for p < j) */
         for (int64_t j0 = 0; j0 < r0; j0 += EC_CHOL_NC) {
             int64_t j1 = j0 + EC_CHOL_NC < r0 ? j0 + EC_CHOL_NC : r0;
-#pragma omp parallel for schedule(static)
-            for (int64_t i = r0; i < r1; i++)
-                drow_sub(avx2, j1 - j0, r0 - j0, L + i * ldl + j0, 1, X + j0 * ldx + j0, ldx,
-                         X + i * ldx + j0);
+            dgemm_sub(mode, r1 - r0, j1 - j0, r0 - j0, L + r0 * ldl + j0, ldl, X + j0 * ldx + j0,
+                      ldx, X + r0 * ldx + j0, ldx, j1 - j0, ws);
         }
         /* in-block forward substitution, independent per column chunk:
          * X[i][j] = (e_i + S_i - sum_{q in [r0,i)} L[i][q] X[q][j]) / L[i][i] */
@@ -398,15 +730,16 @@ void ec_trinv_lower(const double *L, int64_t n, int64_t ldl, double *X, int64_t 
             }
         }
     }
+    free(ws);
 }
 
 /* ------------------------------------------------------------------ */
-/* Hessian SYRK: packed panels, 6x16 register tiles                    */
+/* Hessian SYRK: packed panels, 6x16 (AVX2) or 8x32 (AVX-512) tiles    */
 
 #define EC_SYRK_MR 6
 #define EC_SYRK_NR 16
 #define EC_SYRK_KC 256 /* tokens per packed block */
-#define EC_SYRK_MC 96  /* rows per tile (16 panels of 6): 96 KiB of packed A */
+#define EC_SYRK_MC 96  /* rows per tile (16 panels of 6 or 12 of 8): 96 KiB of packed A */
 #define EC_SYRK_NC 256 /* columns per tile (16 panels of 16) */
 
 /* c[MR][NR] (ldc) = (first ? beta*c : c) + sum_p a[p][r] b[p][c], clipped to
@@ -488,6 +821,55 @@ __attribute__((target("avx2,fma"))) static void syrk_kernel_avx2(int64_t kc, con
         }
     }
 }
+
+/* AVX-512: 8 rows x 32 columns (a is [kc][8], b is [kc][32]); per element
+ * the same FMA order as the AVX2 kernel, so the same bits */
+__attribute__((target("avx512f,fma"))) static void syrk_kernel_avx512(int64_t kc, const float *a,
+                                                                      const float *b, float *c,
+                                                                      int64_t ldc, int mr, int nr,
+                                                                      float beta, bool first)
+{
+    /* named accumulators: GCC keeps an array of vectors on the stack */
+    __m512 a00 = _mm512_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00;
+    __m512 a30 = a00, a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00;
+    __m512 a60 = a00, a61 = a00, a70 = a00, a71 = a00;
+#define EC_SYRK_ROW(x, y, r)                                                                       \
+    do {                                                                                           \
+        const __m512 av = _mm512_set1_ps(a[r]);                                                   \
+        x = _mm512_fmadd_ps(av, b0, x);                                                            \
+        y = _mm512_fmadd_ps(av, b1, y);                                                            \
+    } while (0)
+    for (int64_t p = 0; p < kc; p++) {
+        const __m512 b0 = _mm512_loadu_ps(b);
+        const __m512 b1 = _mm512_loadu_ps(b + 16);
+        EC_SYRK_ROW(a00, a01, 0);
+        EC_SYRK_ROW(a10, a11, 1);
+        EC_SYRK_ROW(a20, a21, 2);
+        EC_SYRK_ROW(a30, a31, 3);
+        EC_SYRK_ROW(a40, a41, 4);
+        EC_SYRK_ROW(a50, a51, 5);
+        EC_SYRK_ROW(a60, a61, 6);
+        EC_SYRK_ROW(a70, a71, 7);
+        a += 8;
+        b += 32;
+    }
+#undef EC_SYRK_ROW
+    const __m512 acc[8][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31},
+                              {a40, a41}, {a50, a51}, {a60, a61}, {a70, a71}};
+    const __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xFFFF : (1u << nr) - 1);
+    const __mmask16 m1 = (__mmask16)(nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (1u << (nr - 16)) - 1);
+    const __m512 vb = _mm512_set1_ps(beta);
+    for (int r = 0; r < mr; r++) {
+        float *cr = c + r * ldc;
+        __m512 v0 = _mm512_maskz_loadu_ps(m0, cr), v1 = _mm512_maskz_loadu_ps(m1, cr + 16);
+        if (first) {
+            v0 = _mm512_mul_ps(v0, vb);
+            v1 = _mm512_mul_ps(v1, vb);
+        }
+        _mm512_mask_storeu_ps(cr, m0, _mm512_add_ps(v0, acc[r][0]));
+        _mm512_mask_storeu_ps(cr + 16, m1, _mm512_add_ps(v1, acc[r][1]));
+    }
+}
 #endif
 
 /* Pack s*X[t0..t0+kc)[c0..c1) into panels of w columns, [panel][kc][w],
@@ -512,7 +894,7 @@ static void syrk_pack(const float *X, int64_t n, int64_t t0, int64_t kc, int64_t
 void ec_ssyrk_upper(float *C, int64_t n, const float *X, int64_t n_tok, float s, float beta)
 {
     int mode = linalg_get_mode();
-    if (mode == 2) {
+    if (mode == LA_REF) {
         ec_ssyrk_upper_ref(C, n, X, n_tok, s, beta);
         return;
     }
@@ -528,6 +910,10 @@ void ec_ssyrk_upper(float *C, int64_t n, const float *X, int64_t n_tok, float s,
      * an overhead of (MC + NC) / (MC * NC) per multiply-add. A tile belongs
      * to one thread and its token blocks run in order, so the sums do not
      * depend on the thread count. */
+    /* micro tile: AVX-512 8 x 32, otherwise 6 x 16 (EC_SYRK_MC and EC_SYRK_NC
+     * are multiples of both, so the packed panels fit the buffers) */
+    const int MR = mode == LA_AVX512 ? 8 : EC_SYRK_MR;
+    const int NR = mode == LA_AVX512 ? 32 : EC_SYRK_NR;
     const int64_t n_ti = (n + EC_SYRK_MC - 1) / EC_SYRK_MC;
     const int64_t n_tj = (n + EC_SYRK_NC - 1) / EC_SYRK_NC;
     const int64_t kc_max = n_tok < EC_SYRK_KC ? n_tok : EC_SYRK_KC;
@@ -558,19 +944,23 @@ void ec_ssyrk_upper(float *C, int64_t n, const float *X, int64_t n_tok, float s,
                 for (int64_t t0 = 0; t0 < n_tok; t0 += EC_SYRK_KC) {
                     const int64_t kc = n_tok - t0 < EC_SYRK_KC ? n_tok - t0 : EC_SYRK_KC;
                     const bool first = t0 == 0;
-                    syrk_pack(X, n, t0, kc, i0, i1, s, EC_SYRK_MR, pa);
-                    syrk_pack(X, n, t0, kc, j0, j1, s, EC_SYRK_NR, pb);
-                    for (int64_t jr = j0; jr < j1; jr += EC_SYRK_NR) {
-                        const int nr = (int)(j1 - jr < EC_SYRK_NR ? j1 - jr : EC_SYRK_NR);
-                        const float *b = pb + ((jr - j0) / EC_SYRK_NR) * kc * EC_SYRK_NR;
-                        for (int64_t ir = i0; ir < i1; ir += EC_SYRK_MR) {
+                    syrk_pack(X, n, t0, kc, i0, i1, s, MR, pa);
+                    syrk_pack(X, n, t0, kc, j0, j1, s, NR, pb);
+                    for (int64_t jr = j0; jr < j1; jr += NR) {
+                        const int nr = (int)(j1 - jr < NR ? j1 - jr : NR);
+                        const float *b = pb + ((jr - j0) / NR) * kc * NR;
+                        for (int64_t ir = i0; ir < i1; ir += MR) {
                             if (jr + nr <= ir)
                                 break; /* this micro tile and the next are below the diagonal */
-                            const int mr = (int)(i1 - ir < EC_SYRK_MR ? i1 - ir : EC_SYRK_MR);
-                            const float *a = pa + ((ir - i0) / EC_SYRK_MR) * kc * EC_SYRK_MR;
+                            const int mr = (int)(i1 - ir < MR ? i1 - ir : MR);
+                            const float *a = pa + ((ir - i0) / MR) * kc * MR;
                             float *c = C + ir * n + jr;
 #ifdef EC_LINALG_X86
-                            if (mode == 1) {
+                            if (mode == LA_AVX512) {
+                                syrk_kernel_avx512(kc, a, b, c, n, mr, nr, beta, first);
+                                continue;
+                            }
+                            if (mode == LA_AVX2) {
                                 syrk_kernel_avx2(kc, a, b, c, n, mr, nr, beta, first);
                                 continue;
                             }

@@ -3,8 +3,8 @@
  * All matrices are row-major with a leading dimension (elements between the
  * starts of two rows). Each operation has a plain scalar reference (`_ref`,
  * the definition: no OpenMP, no SIMD, fixed order) and a fast version
- * (blocked, OpenMP over rows or output tiles, AVX2+FMA when the CPU has it,
- * chosen at run time; EDGEC_KERNELS=ref forces the reference). The fast
+ * (blocked, OpenMP over rows or output tiles, register-blocked AVX2+FMA or
+ * AVX-512 kernels when the CPU has them, chosen at run time; EDGEC_KERNELS=ref forces the reference). The fast
  * versions are deterministic and independent of the thread count: every
  * output element is computed by one thread, in a fixed order. They differ from
  * the reference only by rounding (summation order, FMA); tests/unit/
@@ -45,10 +45,14 @@ void ec_sgemm_sub_ref(int64_t m, int64_t n, int64_t k, const float *A, int64_t l
 void ec_sgemm_sub(int64_t m, int64_t n, int64_t k, const float *A, int64_t lda, const float *B,
                   int64_t ldb, float *C, int64_t ldc);
 
-/* True when the fast paths use the AVX2+FMA kernels. */
+/* True when the fast paths use FMA kernels (AVX2+FMA or AVX-512). */
 bool ec_linalg_has_avx2(void);
-/* Tests: false makes the fast paths use their baseline-ISA kernels even on an
- * AVX2 machine (no effect under EDGEC_KERNELS=ref). Not thread safe. */
-void ec_linalg_allow_avx2(bool allow);
+/* The fast paths' level: 0 baseline ISA, 1 AVX2+FMA, 2 AVX-512F; -1 under
+ * EDGEC_KERNELS=ref (everything runs the references). */
+int ec_linalg_isa(void);
+/* Tests: cap the level (0, 1 or 2; the CPU's level when higher); returns the
+ * level now in use. The AVX2 and AVX-512 kernels give the same bits (same
+ * per-element FMA order). Not thread safe. */
+int ec_linalg_set_isa(int level);
 
 #endif

@@ -1,6 +1,7 @@
 /* tests/unit/test_linalg.c: the fast Cholesky, triangular inverse, Hessian
  * SYRK and lazy-update GEMM of pruners/linalg.c against their scalar
- * references, with and without AVX2, and their thread-count invariance.
+ * references at every ISA level (baseline, AVX2+FMA, AVX-512), their
+ * thread-count invariance, and AVX-512 = AVX2 bit for bit.
  *
  * Tolerances (relative to the largest magnitude of the result):
  *   Cholesky, triangular inverse (double, well conditioned): 1e-12 — the
@@ -77,11 +78,14 @@ static double reldiff_lower(const double *a, const double *b, int64_t n)
     return md / mb;
 }
 
-static const int64_t SIZES[] = {1, 5, 95, 96, 97, 200, 301};
+static const char *const LEVEL_NAME[] = {"baseline", "AVX2+FMA", "AVX-512"};
 
-static void chol_and_inverse(bool avx2)
+static const int64_t SIZES[] = {1, 5, 95, 96, 97, 200, 301, 613};
+
+static void chol_and_inverse(int level)
 {
-    ec_linalg_allow_avx2(avx2);
+    if (ec_linalg_set_isa(level) != level)
+        cr_skip_test("this CPU has no %s", LEVEL_NAME[level]);
     for (size_t si = 0; si < sizeof SIZES / sizeof SIZES[0]; si++) {
         int64_t n = SIZES[si];
         double *A = spd(n, 42 + n);
@@ -128,7 +132,7 @@ static void chol_and_inverse(bool avx2)
         }
         if (si == sizeof SIZES / sizeof SIZES[0] - 1)
             fprintf(stderr, "linalg (%s): cholesky/trinv n=%lld fast vs ref %.3g / %.3g\n",
-                    avx2 ? "avx2" : "baseline", (long long)n, reldiff_lower(first_L, Lr, n),
+                    LEVEL_NAME[level], (long long)n, reldiff_lower(first_L, Lr, n),
                     reldiff_lower(first_X, Xr, n));
         free(first_L);
         free(first_X);
@@ -137,11 +141,12 @@ static void chol_and_inverse(bool avx2)
         free(Lf);
         free(A);
     }
-    ec_linalg_allow_avx2(true);
+    ec_linalg_set_isa(2);
 }
 
-Test(linalg, cholesky_and_inverse_match_reference) { chol_and_inverse(true); }
-Test(linalg, cholesky_and_inverse_match_reference_without_avx2) { chol_and_inverse(false); }
+Test(linalg, cholesky_and_inverse_match_reference_avx512) { chol_and_inverse(2); }
+Test(linalg, cholesky_and_inverse_match_reference_avx2) { chol_and_inverse(1); }
+Test(linalg, cholesky_and_inverse_match_reference_baseline) { chol_and_inverse(0); }
 
 Test(linalg, cholesky_refuses_non_positive_definite)
 {
@@ -156,9 +161,10 @@ Test(linalg, cholesky_refuses_non_positive_definite)
     free(B);
 }
 
-static void syrk_case(bool avx2)
+static void syrk_case(int level)
 {
-    ec_linalg_allow_avx2(avx2);
+    if (ec_linalg_set_isa(level) != level)
+        cr_skip_test("this CPU has no %s", LEVEL_NAME[level]);
     const int64_t ns[] = {1, 6, 17, 101, 300};
     const int64_t ts[] = {0, 1, 255, 257, 600};
     double worst = 0.0;
@@ -204,17 +210,19 @@ static void syrk_case(bool avx2)
             free(X);
         }
     }
-    fprintf(stderr, "linalg (%s): syrk worst fast vs ref %.3g\n", avx2 ? "avx2" : "baseline",
+    fprintf(stderr, "linalg (%s): syrk worst fast vs ref %.3g\n", LEVEL_NAME[level],
             worst);
-    ec_linalg_allow_avx2(true);
+    ec_linalg_set_isa(2);
 }
 
-Test(linalg, hessian_syrk_matches_reference) { syrk_case(true); }
-Test(linalg, hessian_syrk_matches_reference_without_avx2) { syrk_case(false); }
+Test(linalg, hessian_syrk_matches_reference_avx512) { syrk_case(2); }
+Test(linalg, hessian_syrk_matches_reference_avx2) { syrk_case(1); }
+Test(linalg, hessian_syrk_matches_reference_baseline) { syrk_case(0); }
 
-static void sgemm_case(bool avx2)
+static void sgemm_case(int level)
 {
-    ec_linalg_allow_avx2(avx2);
+    if (ec_linalg_set_isa(level) != level)
+        cr_skip_test("this CPU has no %s", LEVEL_NAME[level]);
     const int64_t m = 37, n = 1100, k = 128;
     rng_state = 99;
     float *A = malloc(sizeof(float) * m * k), *B = malloc(sizeof(float) * k * n);
@@ -255,11 +263,61 @@ static void sgemm_case(bool avx2)
     free(Cr);
     free(Cf);
     free(C1);
-    ec_linalg_allow_avx2(true);
+    ec_linalg_set_isa(2);
 }
 
-Test(linalg, lazy_update_gemm_matches_reference) { sgemm_case(true); }
-Test(linalg, lazy_update_gemm_matches_reference_without_avx2) { sgemm_case(false); }
+Test(linalg, lazy_update_gemm_matches_reference_avx512) { sgemm_case(2); }
+Test(linalg, lazy_update_gemm_matches_reference_avx2) { sgemm_case(1); }
+Test(linalg, lazy_update_gemm_matches_reference_baseline) { sgemm_case(0); }
+
+/* The AVX2 and AVX-512 kernels keep the same per-element FMA order: the
+ * Cholesky factor, the inverse, the Hessian and the lazy update are the
+ * same bits. */
+Test(linalg, avx512_kernels_give_the_avx2_bits)
+{
+    if (ec_linalg_set_isa(2) != 2)
+        cr_skip_test("this CPU has no AVX-512");
+    const int64_t n = 613, nt = 700;
+    double *A = spd(n, 7);
+    double *L[2], *X[2];
+    float *H[2], *G[2];
+    rng_state = 11;
+    float *T = malloc(sizeof(float) * nt * n);
+    for (int64_t i = 0; i < nt * n; i++)
+        T[i] = (float)rnd();
+    for (int level = 1; level <= 2; level++) {
+        cr_assert_eq(ec_linalg_set_isa(level), level);
+        L[level - 1] = malloc(sizeof(double) * n * n);
+        X[level - 1] = malloc(sizeof(double) * n * n);
+        H[level - 1] = calloc((size_t)(n * n), sizeof(float));
+        memcpy(L[level - 1], A, sizeof(double) * n * n);
+        cr_assert(ec_chol_lower(L[level - 1], n, n));
+        ec_trinv_lower(L[level - 1], n, n, X[level - 1], n);
+        ec_ssyrk_upper(H[level - 1], n, T, nt, 0.5f, 1.0f);
+        ec_ssyrk_upper(H[level - 1], n, T, nt / 2, 0.25f, 0.5f);
+        /* lazy update: 77 rows x 613 columns, k = 128 */
+        G[level - 1] = malloc(sizeof(float) * 77 * n);
+        memcpy(G[level - 1], T, sizeof(float) * 77 * n);
+        ec_sgemm_sub(77, n, 128, T + 100 * n, 128, T + 200 * n, n, G[level - 1], n);
+    }
+    cr_assert_eq(memcmp(G[0], G[1], sizeof(float) * 77 * n), 0, "lazy update");
+    for (int64_t i = 0; i < n; i++) {
+        cr_assert_eq(memcmp(L[0] + i * n, L[1] + i * n, sizeof(double) * (i + 1)), 0,
+                     "cholesky row %lld", (long long)i);
+        cr_assert_eq(memcmp(H[0] + i * n + i, H[1] + i * n + i, sizeof(float) * (n - i)), 0,
+                     "hessian row %lld", (long long)i);
+    }
+    cr_assert_eq(memcmp(X[0], X[1], sizeof(double) * n * n), 0, "inverse");
+    for (int q = 0; q < 2; q++) {
+        free(L[q]);
+        free(X[q]);
+        free(H[q]);
+        free(G[q]);
+    }
+    free(T);
+    free(A);
+    ec_linalg_set_isa(2);
+}
 
 Test(linalg, sparsegpt_is_thread_count_invariant)
 {
