@@ -1,15 +1,29 @@
 #!/usr/bin/env bash
-# Run test suites under valgrind (memcheck, definite leaks are errors).
-# Usage: scripts/valgrind.sh [BUILD_DIR] [SUITE...]   (default: every suite but the slow
-# engine-driven ones, which take tens of minutes under valgrind)
+# Run the Criterion suites under valgrind (memcheck; definite leaks are errors).
+# Usage: scripts/valgrind.sh [BUILD_DIR] [SUITE...]
+#   BUILD_DIR defaults to build-vg, configured here when absent: optimised with
+#   debug info, OpenMP on, and -DEC_TIMEOUT_SCALE=100 so that the per-test
+#   Criterion timeouts (there to catch hangs) do not fire at valgrind's speed.
+#   SUITE defaults to every test_* executable in BUILD_DIR/tests (the whole
+#   Criterion suite; the engine-driven ones take tens of minutes each).
+# Tests run one at a time (--jobs 1), OMP_NUM_THREADS=2 unless set.
 # Prints "valgrind: N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
-build=${1:-build}
+build=${1:-build-vg}
 shift || true
+if [ ! -f "$build/build.ninja" ]; then
+    meson setup "$build" -Dbuildtype=debugoptimized -Dc_args=-DEC_TIMEOUT_SCALE=100 >/dev/null ||
+        exit 4
+fi
+ninja -C "$build" >/dev/null || { ninja -C "$build"; exit 4; }
 suites=("$@")
-[ ${#suites[@]} -eq 0 ] && suites=(core gguf safetensors malformed tokenize vocab hf_config convert \
-    quant_golden quant_props quant_plan imatrix prune_golden linalg validate)
+if [ ${#suites[@]} -eq 0 ]; then
+    for t in "$build"/tests/test_*; do
+        [ -x "$t" ] && suites+=("${t##*/test_}")
+    done
+fi
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 export EDGEC_SHARED="${EDGEC_SHARED:-$(cd .. && pwd)/shared}"
 pass=0
 fail=0
@@ -18,7 +32,7 @@ for t in "${suites[@]}"; do
     if valgrind --trace-children=yes --leak-check=full --errors-for-leak-kinds=definite \
         --error-exitcode=9 -q "$build/tests/test_$t" --jobs 1 >"$log" 2>&1; then
         pass=$((pass + 1))
-        echo "ok   $t: $(grep -h Synthesis "$log" | sed 's/.*Synthesis: //')"
+        echo "ok   $t: $(grep -h Synthesis "$log" | sed 's/.*Synthesis: //') ($(date -u +%H:%M))"
     else
         fail=$((fail + 1))
         echo "FAIL $t (log: $log)"

@@ -9,6 +9,14 @@
 #include <string.h>
 #include <sys/stat.h>
 
+/* Per-test Criterion timeouts, in seconds. A build for valgrind
+ * (scripts/valgrind.sh: -DEC_TIMEOUT_SCALE=100) stretches them, since the
+ * tests run 20-50x slower there; the timeouts only catch hangs. */
+#ifndef EC_TIMEOUT_SCALE
+#define EC_TIMEOUT_SCALE 1
+#endif
+#define EC_TIMEOUT(seconds) ((seconds) * (EC_TIMEOUT_SCALE))
+
 /* Path of a file under EDGEC_SHARED (default ../shared relative to the
  * project root, which meson passes as EDGEC_SOURCE_ROOT). Returns a heap
  * string, or NULL after skipping the test (or failing it when CI=true)

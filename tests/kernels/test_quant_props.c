@@ -357,7 +357,7 @@ static void fill_group(float *g, int kind, float scale)
 
 static void check_fast_kernels(void);
 
-Test(quant_props, fast_kernels_equal_the_reference_bit_for_bit, .timeout = 120)
+Test(quant_props, fast_kernels_equal_the_reference_bit_for_bit, .timeout = EC_TIMEOUT(120))
 {
     /* the AVX2 build (when this CPU has it), then the baseline build */
     fprintf(stderr, "fast kernels: AVX2 %s\n", ec_quant_simd_avx2() ? "active" : "not available");

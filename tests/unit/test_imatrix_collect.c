@@ -113,7 +113,7 @@ Test(imatrix_collect, a_short_pass_is_consistent_and_round_trips)
 /* 1001 chunks take ~25-55 s in a release build; sanitizer builds run the
  * short test above instead. */
 Test(imatrix_collect, stories260K_matches_llama_imatrix_within_1e4,
-     .timeout = 300)
+     .timeout = EC_TIMEOUT(300))
 {
     if (EC_SANITIZED) {
         cr_skip_test("full 1001-chunk golden pass runs in the release build only");

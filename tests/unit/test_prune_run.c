@@ -182,7 +182,7 @@ static bool nm_holds_in_file(const char *path, int n, int m_)
     return ok;
 }
 
-Test(prune_run, two_of_four_holds_in_every_group, .timeout = 60)
+Test(prune_run, two_of_four_holds_in_every_group, .timeout = EC_TIMEOUT(60))
 {
     char *model = ec_test_shared("models/stories260K");
     char *dir = ec_test_tmpdir();
@@ -220,7 +220,7 @@ Test(prune_run, two_of_four_holds_in_every_group, .timeout = 60)
     free(model);
 }
 
-Test(prune_run, sparsegpt_beats_wanda_beats_magnitude, .timeout = 60)
+Test(prune_run, sparsegpt_beats_wanda_beats_magnitude, .timeout = EC_TIMEOUT(60))
 {
     char *model = ec_test_shared("models/stories260K");
     char *dir = ec_test_tmpdir();
@@ -271,7 +271,7 @@ Test(prune_run, sparsegpt_beats_wanda_beats_magnitude, .timeout = 60)
 
 /* HF folder output (HF q/k layout, HF names) reads back to the same tensors
  * as the GGUF output; a per-layer rule leaves attn_v dense. */
-Test(prune_run, hf_folder_equals_gguf_and_rules_apply, .timeout = 60)
+Test(prune_run, hf_folder_equals_gguf_and_rules_apply, .timeout = EC_TIMEOUT(60))
 {
     char *model = ec_test_shared("models/stories260K");
     char *dir = ec_test_tmpdir();
@@ -391,12 +391,12 @@ static void structured_case(const char *spec_name, int heads, double ffn, int la
     free(model);
 }
 
-Test(prune_run, structured_heads_and_ffn_make_a_smaller_valid_model, .timeout = 60)
+Test(prune_run, structured_heads_and_ffn_make_a_smaller_valid_model, .timeout = EC_TIMEOUT(60))
 {
     structured_case("heads=2,ffn=0.25", 2, 0.25, 0, 6, 6, 3, 576);
 }
 
-Test(prune_run, structured_layer_removal_drops_the_least_influential, .timeout = 60)
+Test(prune_run, structured_layer_removal_drops_the_least_influential, .timeout = EC_TIMEOUT(60))
 {
     structured_case("layers=1", 0, 0, 1, 5, 8, 4, 768);
 }
@@ -420,7 +420,7 @@ Test(prune_run, gqa_head_counts_that_split_groups_are_refused)
     free(model);
 }
 
-Test(prune_run, then_quantize_writes_a_quantized_gguf_and_no_temp, .timeout = 60)
+Test(prune_run, then_quantize_writes_a_quantized_gguf_and_no_temp, .timeout = EC_TIMEOUT(60))
 {
     char *model = ec_test_shared("models/stories-student-256");
     char *dir = ec_test_tmpdir();
@@ -478,7 +478,7 @@ Test(prune_run, sparsity_specs_parse)
 }
 
 /* EDGEC_TEST_FULL=1: the figure table (128 windows of 512, all chunks). */
-Test(prune_run, full_figures, .timeout = 3600)
+Test(prune_run, full_figures, .timeout = EC_TIMEOUT(3600))
 {
     const char *full = getenv("EDGEC_TEST_FULL");
     if (!full || strcmp(full, "1") != 0)

@@ -307,22 +307,22 @@ static void check_model(const char *model, const char *only)
     free(dat);
 }
 
-Test(quantize, stories_student_256_legacy_types_match_llama_quantize, .timeout = 60)
+Test(quantize, stories_student_256_legacy_types_match_llama_quantize, .timeout = EC_TIMEOUT(60))
 {
     check_model("stories-student-256", "legacy");
 }
 
-Test(quantize, stories_student_256_k_mixes_match_llama_quantize, .timeout = 60)
+Test(quantize, stories_student_256_k_mixes_match_llama_quantize, .timeout = EC_TIMEOUT(60))
 {
     check_model("stories-student-256", "kquant");
 }
 
-Test(quantize, stories_student_256_imatrix_runs_match_llama_quantize, .timeout = 60)
+Test(quantize, stories_student_256_imatrix_runs_match_llama_quantize, .timeout = EC_TIMEOUT(60))
 {
     check_model("stories-student-256", "imat");
 }
 
-Test(quantize, stories260K_every_run_matches_llama_quantize_or_falls_back, .timeout = 60)
+Test(quantize, stories260K_every_run_matches_llama_quantize_or_falls_back, .timeout = EC_TIMEOUT(60))
 {
     check_model("stories260K", NULL);
 }
@@ -455,7 +455,7 @@ static void file_hex(const char *path, char hex[65])
     ec_mapped_file_close(&f);
 }
 
-Test(quantize, gguf_input_requantizes_only_when_allowed, .timeout = 60)
+Test(quantize, gguf_input_requantizes_only_when_allowed, .timeout = EC_TIMEOUT(60))
 {
     char *mdir = ec_test_shared("models/stories260K");
     if (!ec_qk_can_quantize(EC_Q8_0))
@@ -515,7 +515,7 @@ Test(quantize, gguf_input_requantizes_only_when_allowed, .timeout = 60)
     free(mdir);
 }
 
-Test(quantize, output_does_not_depend_on_the_thread_count, .timeout = 60)
+Test(quantize, output_does_not_depend_on_the_thread_count, .timeout = EC_TIMEOUT(60))
 {
     char *mdir = ec_test_shared("models/stories-student-256");
     char *dat = ec_test_shared("golden/quantize/stories-student-256.imatrix.dat");
