@@ -128,6 +128,10 @@ enum ec_status ec_matmul_fast(const struct ec_linear_view *w, const float *x, in
  * benchmarks). */
 int ec_matmul_set_isa(int max_level);
 
+/* The same for attention's inner loops: 0 generic vectors, 1 AVX2. Both give
+ * the same bits (same operations per element); -1 restores the default. */
+int ec_attention_set_isa(int max_level);
+
 /* y[n_tokens * n_in] = x rounded to the activation type llama.cpp pairs with
  * weight_type (F16 -> fp16, BF16 -> bf16, Q4_0/Q5_0/Q8_0/IQ4_NL -> Q8_0,
  * Q4_1/Q5_1 -> Q8_1 (same values), K-quants/IQ4_XS -> Q8_K) and back to F32;

@@ -677,31 +677,86 @@ static inline void att_widen(att_v8f p, att_v4d *lo, att_v4d *hi)
     *hi = __builtin_convertvector(b, att_v4d);
 }
 
-/* sum_i (double)(q[i] * k[i]) */
-EC_AVX2_CLONES
-static double att_dot(const float *restrict q, const float *restrict k, uint32_t n)
+/* sum_i (double)(q[i] * k[i]): lanes i % 8 < 4 and >= 4 summed apart, then
+ * combined as (s[0] + s[2]) + (s[1] + s[3]), then the tail in order */
+static inline __attribute__((always_inline)) att_v4d att_dot_lanes(const float *restrict q,
+                                                                  const float *restrict k,
+                                                                  uint32_t n)
 {
     att_v4d s0 = {0}, s1 = {0};
-    uint32_t i = 0;
-    for (; i + 8 <= n; i += 8) {
+    for (uint32_t i = 0; i + 8 <= n; i += 8) {
         att_v4d lo, hi;
         att_widen(att_ld(q + i) * att_ld(k + i), &lo, &hi);
         s0 += lo;
         s1 += hi;
     }
-    s0 += s1;
-    double acc = (s0[0] + s0[2]) + (s0[1] + s0[3]);
-    for (; i < n; i++)
+    return s0 + s1;
+}
+
+static inline __attribute__((always_inline)) double att_dot_tail(double acc, const float *q,
+                                                                 const float *k, uint32_t n)
+{
+    for (uint32_t i = n & ~7u; i < n; i++)
         acc += (double)(q[i] * k[i]);
     return acc;
+}
+
+/* sc[j] = (float)dot(q, k_j) * scale for j < n_keys, k_j = k + j * stride;
+ * returns the largest. Four keys at a time: their lane vectors are combined
+ * in vector form, with the same additions as one key at a time. */
+static inline __attribute__((always_inline)) float
+att_scores(const float *restrict q, const float *k, size_t stride, uint32_t n_keys, uint32_t n,
+           float scale, float *restrict sc)
+{
+    float mx = -INFINITY;
+    uint32_t j = 0;
+    for (; j + 4 <= n_keys; j += 4) {
+        const float *kj = k + j * stride;
+        const att_v4d v0 = att_dot_lanes(q, kj, n), v1 = att_dot_lanes(q, kj + stride, n);
+        const att_v4d v2 = att_dot_lanes(q, kj + 2 * stride, n);
+        const att_v4d v3 = att_dot_lanes(q, kj + 3 * stride, n);
+        const att_v4d a = (att_v4d){v0[0], v1[0], v2[0], v3[0]} +
+                          (att_v4d){v0[2], v1[2], v2[2], v3[2]};
+        const att_v4d b = (att_v4d){v0[1], v1[1], v2[1], v3[1]} +
+                          (att_v4d){v0[3], v1[3], v2[3], v3[3]};
+        const att_v4d r = a + b;
+        for (int u = 0; u < 4; u++) {
+            const float s = (float)att_dot_tail(r[u], q, kj + u * stride, n) * scale;
+            sc[j + u] = s;
+            mx = s > mx ? s : mx;
+        }
+    }
+    for (; j < n_keys; j++) {
+        const float *kj = k + j * stride;
+        const att_v4d v = att_dot_lanes(q, kj, n);
+        const float s = (float)att_dot_tail((v[0] + v[2]) + (v[1] + v[3]), q, kj, n) * scale;
+        sc[j] = s;
+        mx = s > mx ? s : mx;
+    }
+    return mx;
+}
+
+/* columns i0 .. n of att_pv, one at a time */
+static inline __attribute__((always_inline)) void att_pv_tail(double *out, const float *p,
+                                                              const float *v, size_t stride,
+                                                              uint32_t n_keys, uint32_t n,
+                                                              uint32_t i0)
+{
+    for (uint32_t i = i0; i < n; i++) {
+        double a = 0.0;
+        for (uint32_t j = 0; j < n_keys; j++)
+            a += (double)(p[j] * v[j * stride + i]);
+        out[i] = a;
+    }
 }
 
 /* out[i] = sum_j (double)(p[j] * v_j[i]), v_j = v + j * stride, for i < n:
  * 16 columns at a time, their four accumulators kept in registers over all
  * keys (the same additions, in the same order, as one axpy per key) */
-EC_AVX2_CLONES
-static void att_pv(double *restrict out, const float *restrict p, const float *v, size_t stride,
-                   uint32_t n_keys, uint32_t n)
+static inline __attribute__((always_inline)) void att_pv(double *restrict out,
+                                                         const float *restrict p, const float *v,
+                                                         size_t stride, uint32_t n_keys,
+                                                         uint32_t n)
 {
     uint32_t i = 0;
     for (; i + 16 <= n; i += 16) {
@@ -722,12 +777,153 @@ static void att_pv(double *restrict out, const float *restrict p, const float *v
         memcpy(out + i + 8, &a2, sizeof a2);
         memcpy(out + i + 12, &a3, sizeof a3);
     }
-    for (; i < n; i++) {
-        double a = 0.0;
-        for (uint32_t j = 0; j < n_keys; j++)
-            a += (double)(p[j] * v[j * stride + i]);
-        out[i] = a;
+    att_pv_tail(out, p, v, stride, n_keys, n, i);
+}
+
+/* softmax in place: exp(s - mx) summed in double, probabilities rounded to
+ * fp16 when the cache is (ggml converts them for the V product) */
+static void att_softmax(float *sc, uint32_t n_keys, float mx, bool f16)
+{
+    double sum = 0.0;
+    for (uint32_t j = 0; j < n_keys; j++) {
+        float p = expf(sc[j] - mx);
+        sum += (double)p;
+        sc[j] = p;
     }
+    const float inv = (float)(1.0 / sum);
+    for (uint32_t j = 0; j < n_keys; j++)
+        sc[j] = f16 ? round_f16(sc[j] * inv) : sc[j] * inv;
+}
+
+/* One (token, head) item: scores, softmax (sum in double; probabilities
+ * rounded to fp16 when the cache is, as ggml converts them for the V
+ * product), P.V summed in double. One clone per ISA (AVX-512 widens 8
+ * products at once) for the whole item, so the per-key work makes no
+ * indirect calls; the operations per element are the same in every clone. */
+static void att_item_generic(const float *restrict q, const float *k, const float *v, size_t stride,
+                     uint32_t n_keys, uint32_t hd, float scale, bool f16, float *restrict sc,
+                     double *restrict acc, float *restrict out)
+{
+    const float mx = att_scores(q, k, stride, n_keys, hd, scale, sc);
+    att_softmax(sc, n_keys, mx, f16);
+    /* sums in double: with fp16 inputs the products are exact and llama.cpp's
+     * wide F32 accumulators make the sum nearly exact too */
+    att_pv(acc, sc, v, stride, n_keys, hd);
+    for (uint32_t i = 0; i < hd; i++)
+        out[i] = (float)acc[i];
+}
+
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define EC_ATT_AVX2 1
+/* The same item with AVX2 intrinsics (GCC's generic float4 -> double4
+ * conversions come out as pairs of 2-lane converts): per key and column the
+ * same float products, exact widenings and double additions in the same
+ * order, so the same bits as att_item_generic. */
+__attribute__((target("avx2"))) static inline __m256d att_lanes_avx2(const float *q,
+                                                                      const float *k, uint32_t n)
+{
+    __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+    for (uint32_t i = 0; i + 8 <= n; i += 8) {
+        const __m256 p = _mm256_mul_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(k + i));
+        s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(p)));
+        s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(p, 1)));
+    }
+    return _mm256_add_pd(s0, s1);
+}
+
+__attribute__((target("avx2"))) static void att_item_avx2(const float *restrict q,
+                                                           const float *k, const float *v,
+                                                           size_t stride, uint32_t n_keys,
+                                                           uint32_t hd, float scale, bool f16,
+                                                           float *restrict sc,
+                                                           double *restrict acc,
+                                                           float *restrict out)
+{
+    float mx = -INFINITY;
+    uint32_t j = 0;
+    for (; j + 4 <= n_keys; j += 4) {
+        const float *kj = k + j * stride;
+        const __m256d v0 = att_lanes_avx2(q, kj, hd), v1 = att_lanes_avx2(q, kj + stride, hd);
+        const __m256d v2 = att_lanes_avx2(q, kj + 2 * stride, hd);
+        const __m256d v3 = att_lanes_avx2(q, kj + 3 * stride, hd);
+        /* per key (x0 + x2) + (x1 + x3), four keys in the four lanes */
+        const __m256d t0 = _mm256_unpacklo_pd(v0, v1), t1 = _mm256_unpackhi_pd(v0, v1);
+        const __m256d t2 = _mm256_unpacklo_pd(v2, v3), t3 = _mm256_unpackhi_pd(v2, v3);
+        const __m256d a = _mm256_add_pd(_mm256_permute2f128_pd(t0, t2, 0x20),
+                                        _mm256_permute2f128_pd(t0, t2, 0x31));
+        const __m256d b = _mm256_add_pd(_mm256_permute2f128_pd(t1, t3, 0x20),
+                                        _mm256_permute2f128_pd(t1, t3, 0x31));
+        double r[4];
+        _mm256_storeu_pd(r, _mm256_add_pd(a, b));
+        for (int u = 0; u < 4; u++) {
+            const float s = (float)att_dot_tail(r[u], q, kj + u * stride, hd) * scale;
+            sc[j + u] = s;
+            mx = s > mx ? s : mx;
+        }
+    }
+    for (; j < n_keys; j++) {
+        const float *kj = k + j * stride;
+        double r[4];
+        _mm256_storeu_pd(r, att_lanes_avx2(q, kj, hd));
+        const float s = (float)att_dot_tail((r[0] + r[2]) + (r[1] + r[3]), q, kj, hd) * scale;
+        sc[j] = s;
+        mx = s > mx ? s : mx;
+    }
+    att_softmax(sc, n_keys, mx, f16);
+    uint32_t i = 0;
+    for (; i + 16 <= hd; i += 16) {
+        __m256d a0 = _mm256_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
+        for (uint32_t jj = 0; jj < n_keys; jj++) {
+            const float *vj = v + jj * stride + i;
+            const __m256 pj = _mm256_set1_ps(sc[jj]);
+            const __m256 m0 = _mm256_mul_ps(pj, _mm256_loadu_ps(vj));
+            const __m256 m1 = _mm256_mul_ps(pj, _mm256_loadu_ps(vj + 8));
+            a0 = _mm256_add_pd(a0, _mm256_cvtps_pd(_mm256_castps256_ps128(m0)));
+            a1 = _mm256_add_pd(a1, _mm256_cvtps_pd(_mm256_extractf128_ps(m0, 1)));
+            a2 = _mm256_add_pd(a2, _mm256_cvtps_pd(_mm256_castps256_ps128(m1)));
+            a3 = _mm256_add_pd(a3, _mm256_cvtps_pd(_mm256_extractf128_ps(m1, 1)));
+        }
+        _mm256_storeu_pd(acc + i, a0);
+        _mm256_storeu_pd(acc + i + 4, a1);
+        _mm256_storeu_pd(acc + i + 8, a2);
+        _mm256_storeu_pd(acc + i + 12, a3);
+    }
+    att_pv_tail(acc, sc, v, stride, n_keys, hd, i);
+    for (uint32_t c = 0; c < hd; c++)
+        out[c] = (float)acc[c];
+}
+#endif
+
+static int att_isa = -1; /* 0 generic, 1 AVX2 */
+
+int ec_attention_set_isa(int max_level)
+{
+    int best = 0;
+#ifdef EC_ATT_AVX2
+    __builtin_cpu_init();
+    best = __builtin_cpu_supports("avx2") ? 1 : 0;
+#endif
+    int lvl = max_level < 0 || max_level > best ? best : max_level;
+    __atomic_store_n(&att_isa, lvl, __ATOMIC_RELAXED);
+    return lvl;
+}
+
+static void att_item(const float *restrict q, const float *k, const float *v, size_t stride,
+                     uint32_t n_keys, uint32_t hd, float scale, bool f16, float *restrict sc,
+                     double *restrict acc, float *restrict out)
+{
+#ifdef EC_ATT_AVX2
+    int isa = __atomic_load_n(&att_isa, __ATOMIC_RELAXED);
+    if (isa < 0)
+        isa = ec_attention_set_isa(-1);
+    if (isa == 1) {
+        att_item_avx2(q, k, v, stride, n_keys, hd, scale, f16, sc, acc, out);
+        return;
+    }
+#endif
+    att_item_generic(q, k, v, stride, n_keys, hd, scale, f16, sc, acc, out);
 }
 
 /* Causal GQA attention of the n new tokens (positions pos0..) over the cache. */
@@ -756,30 +952,8 @@ static void attention(struct ec_engine *e, const struct eng_layer *L, int64_t n,
         const uint32_t kvh = h / group;
         const float *q = e->q + (size_t)it * hd;
         const uint32_t n_keys = pos0 + (uint32_t)t + 1;
-        float mx = -INFINITY;
-        for (uint32_t j = 0; j < n_keys; j++) {
-            const float *k = L->k_cache + j * kv_stride + (size_t)kvh * hd;
-            const float s = (float)att_dot(q, k, hd) * scale;
-            sc[j] = s;
-            if (s > mx)
-                mx = s;
-        }
-        double sum = 0.0;
-        for (uint32_t j = 0; j < n_keys; j++) {
-            float p = expf(sc[j] - mx);
-            sum += (double)p;
-            sc[j] = p;
-        }
-        const float inv = (float)(1.0 / sum);
-        for (uint32_t j = 0; j < n_keys; j++)
-            sc[j] = f16 ? round_f16(sc[j] * inv) : sc[j] * inv;
-        float *out = e->att + (size_t)it * hd;
-        /* sums in double: with fp16 inputs the products are exact and llama.cpp's
-         * wide F32 accumulators make the sum nearly exact too */
-        double *acc = e->acc + (size_t)tid * hd;
-        att_pv(acc, sc, L->v_cache + (size_t)kvh * hd, kv_stride, n_keys, hd);
-        for (uint32_t i = 0; i < hd; i++)
-            out[i] = (float)acc[i];
+        att_item(q, L->k_cache + (size_t)kvh * hd, L->v_cache + (size_t)kvh * hd, kv_stride,
+                 n_keys, hd, scale, f16, sc, e->acc + (size_t)tid * hd, e->att + (size_t)it * hd);
     }
 }
 

@@ -388,6 +388,40 @@ Test(engine, logits_bit_identical_for_1_2_3_threads)
     check_threads("models/stories-student-256/model-bf16");
 }
 
+/* The AVX2 attention loops give the generic loops' bits (F16 and F32 KV). */
+static void check_attention_isa(const char *rel, bool kv_f16)
+{
+    struct golden g;
+    if (!golden_open(&g, "stories-student-256", "logits.F32"))
+        return;
+    struct ec_model m;
+    open_model(&m, rel);
+    struct ec_engine *e0 = new_engine(&m, 64, 2, kv_f16, false);
+    struct ec_engine *e1 = new_engine(&m, 64, 2, kv_f16, false);
+    cr_assert_eq(ec_attention_set_isa(0), 0);
+    float *a = eval_all(e0, g.tokens, N_GOLDEN);
+    int top = ec_attention_set_isa(-1);
+    float *b = eval_all(e1, g.tokens, N_GOLDEN);
+    fprintf(stderr, "[engine] %s attention generic vs level %d (kv %s): %s\n", rel, top,
+            kv_f16 ? "f16" : "f32",
+            memcmp(a, b, (size_t)N_GOLDEN * g.n_vocab * sizeof(float)) ? "DIFFER" : "identical");
+    cr_expect_eq(memcmp(a, b, (size_t)N_GOLDEN * g.n_vocab * sizeof(float)), 0,
+                 "%s: attention level %d differs from the generic loops", rel, top);
+    free(a);
+    free(b);
+    ec_engine_free(e0);
+    ec_engine_free(e1);
+    ec_model_close(&m);
+    ec_safetensors_close(&g.st);
+}
+
+Test(engine, attention_avx2_equals_generic)
+{
+    check_attention_isa("models/stories-student-256", true);
+    check_attention_isa("models/stories-student-256", false);
+    check_attention_isa("models/stories260K", true);
+}
+
 /* Eval in several batches (KV cache reuse) = one batch, bit for bit. */
 Test(engine, split_batches_match_one_batch)
 {
