@@ -11,11 +11,10 @@
 #   EDGEC_BENCH_SHAPES="768x768 2048x5632"  EDGEC_BENCH_TOKENS="128x2048"
 #   OMP_NUM_THREADS (default: all cores)
 #
-# Measured 2026-11-22 (commit 44d3974, 2-core AMD EPYC shared with other jobs,
-# load average 5.5-6.3, so wall times are about 2x the cpu times):
-#   768x768:   hessian 4.82 s (cpu 3.39), prune 0.48 s (cpu 0.39)  torch 5.1 / 0.11
-#   2048x5632: hessian 228.5 s (cpu 116.7, 71 GFLOP/s per cpu-second),
-#              prune 7.56 s (cpu 14.6)                              torch 137 / 6.1
+# Measured 2026-12-06 (commit 4422d15, 2-core Intel Xeon VM with AVX-512, nothing else running):
+#   768x768:   hessian 0.86 s, prune 0.031 s, total 0.89 s   torch 5.1 / 0.11  (5.7x)
+#   2048x5632: hessian 39.6 s (210 GFLOP/s), prune 2.11 s, total 41.7 s
+#                                                             torch 137 / 6.1   (3.3x)
 #   rel. reconstruction error (50 %): 0.0700 / 0.0762 (magnitude 0.0828 / 0.0785)
 set -euo pipefail
 cd "$(dirname "$0")/.."
