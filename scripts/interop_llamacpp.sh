@@ -46,7 +46,7 @@ if [ ! -d scripts/interop/node_modules/node-llama-cpp ]; then
 fi
 
 # quantized types checked besides the converted f32/f16/bf16 files
-QTYPES=${EDGEC_INTEROP_QTYPES:-Q8_0 Q6_K Q5_K_M Q4_K_M Q4_0 IQ4_NL Q3_K_M Q2_K}
+QTYPES=${EDGEC_INTEROP_QTYPES:-Q8_0 Q6_K Q5_K_M Q5_K_S Q5_1 Q5_0 Q4_K_M Q4_K_S Q4_1 Q4_0 IQ4_NL IQ4_XS Q3_K_L Q3_K_M Q3_K_S Q2_K}
 work=$(mktemp -d "${TMPDIR:-/tmp}/edgec-interop-XXXXXX")
 trap 'rm -rf "$work"' EXIT
 for m in stories260K stories-student-256 tinystories-656K; do
