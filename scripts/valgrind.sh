@@ -20,7 +20,7 @@ ninja -C "$build" >/dev/null || { ninja -C "$build"; exit 4; }
 suites=("$@")
 if [ ${#suites[@]} -eq 0 ]; then
     for t in "$build"/tests/test_*; do
-        [ -x "$t" ] && suites+=("${t##*/test_}")
+        [ -f "$t" ] && [ -x "$t" ] && suites+=("${t##*/test_}")
     done
 fi
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
