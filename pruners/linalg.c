@@ -331,96 +331,62 @@ __attribute__((target("avx2,fma"))) static void ssub_tile_avx2(int64_t k, const 
         }
 }
 
-__attribute__((target("avx512f,fma"))) static void dsub_tile_avx512(int64_t k, const double *A,
-                                                                    int64_t lda, const double *b,
-                                                                    double *C, int64_t ldc,
-                                                                    const int *lim,
-                                                                    const double *cin,
-                                                                    double *cout)
-{
-    __m512d a00 = _mm512_setzero_pd(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00;
-    __m512d a30 = a00, a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00;
-    __m512d a60 = a00, a61 = a00, a70 = a00, a71 = a00;
-    if (cin) {
-#define EC_LD(x, y, r) x = _mm512_loadu_pd(cin + (r)*16), y = _mm512_loadu_pd(cin + (r)*16 + 8)
-        EC_LD(a00, a01, 0);
-        EC_LD(a10, a11, 1);
-        EC_LD(a20, a21, 2);
-        EC_LD(a30, a31, 3);
-        EC_LD(a40, a41, 4);
-        EC_LD(a50, a51, 5);
-        EC_LD(a60, a61, 6);
-        EC_LD(a70, a71, 7);
-#undef EC_LD
+/* The AVX-512 tiles, double (8 x 16) and float (8 x 32), from one template:
+ * T the element, V the vector, M the mask type, L lanes per vector, X the
+ * intrinsics' suffix (pd / ps). */
+#define EC_MASK_FIRST(M, L, w) ((M)((w) >= (L) ? (1u << (L)) - 1 : (w) <= 0 ? 0 : (1u << (w)) - 1))
+#define EC_DEF_SUB_TILE_512(name, T, V, M, L, X)                                                   \
+    __attribute__((target("avx512f,fma"))) static void name(                                       \
+        int64_t k, const T *A, int64_t lda, const T *b, T *C, int64_t ldc, const int *lim,         \
+        const T *cin, T *cout)                                                                     \
+    {                                                                                              \
+        V a00 = _mm512_setzero_##X(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00;      \
+        V a30 = a00, a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00;                        \
+        V a60 = a00, a61 = a00, a70 = a00, a71 = a00;                                              \
+        if (cin) {                                                                                 \
+            a00 = _mm512_loadu_##X(cin), a01 = _mm512_loadu_##X(cin + (L));                       \
+            a10 = _mm512_loadu_##X(cin + 2 * (L)), a11 = _mm512_loadu_##X(cin + 3 * (L));         \
+            a20 = _mm512_loadu_##X(cin + 4 * (L)), a21 = _mm512_loadu_##X(cin + 5 * (L));         \
+            a30 = _mm512_loadu_##X(cin + 6 * (L)), a31 = _mm512_loadu_##X(cin + 7 * (L));         \
+            a40 = _mm512_loadu_##X(cin + 8 * (L)), a41 = _mm512_loadu_##X(cin + 9 * (L));         \
+            a50 = _mm512_loadu_##X(cin + 10 * (L)), a51 = _mm512_loadu_##X(cin + 11 * (L));       \
+            a60 = _mm512_loadu_##X(cin + 12 * (L)), a61 = _mm512_loadu_##X(cin + 13 * (L));       \
+            a70 = _mm512_loadu_##X(cin + 14 * (L)), a71 = _mm512_loadu_##X(cin + 15 * (L));       \
+        }                                                                                          \
+        const T *A0 = A, *A1 = A + lda, *A2 = A + 2 * lda, *A3 = A + 3 * lda;                      \
+        const T *A4 = A + 4 * lda, *A5 = A + 5 * lda, *A6 = A + 6 * lda, *A7 = A + 7 * lda;        \
+        for (int64_t p = 0; p < k; p++) {                                                          \
+            const V b0 = _mm512_loadu_##X(b + p * 2 * (L));                                       \
+            const V b1 = _mm512_loadu_##X(b + p * 2 * (L) + (L));                                 \
+            EC_ROW_FMA(_mm512_set1_##X, _mm512_fmadd_##X, a00, a01, A0);                           \
+            EC_ROW_FMA(_mm512_set1_##X, _mm512_fmadd_##X, a10, a11, A1);                           \
+            EC_ROW_FMA(_mm512_set1_##X, _mm512_fmadd_##X, a20, a21, A2);                           \
+            EC_ROW_FMA(_mm512_set1_##X, _mm512_fmadd_##X, a30, a31, A3);                           \
+            EC_ROW_FMA(_mm512_set1_##X, _mm512_fmadd_##X, a40, a41, A4);                           \
+            EC_ROW_FMA(_mm512_set1_##X, _mm512_fmadd_##X, a50, a51, A5);                           \
+            EC_ROW_FMA(_mm512_set1_##X, _mm512_fmadd_##X, a60, a61, A6);                           \
+            EC_ROW_FMA(_mm512_set1_##X, _mm512_fmadd_##X, a70, a71, A7);                           \
+        }                                                                                          \
+        const V acc[8][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31},                       \
+                             {a40, a41}, {a50, a51}, {a60, a61}, {a70, a71}};                      \
+        for (int r = 0; r < 8; r++) {                                                              \
+            if (cout) {                                                                            \
+                _mm512_storeu_##X(cout + r * 2 * (L), acc[r][0]);                                 \
+                _mm512_storeu_##X(cout + r * 2 * (L) + (L), acc[r][1]);                           \
+                continue;                                                                          \
+            }                                                                                      \
+            const M m0 = EC_MASK_FIRST(M, L, lim[r]), m1 = EC_MASK_FIRST(M, L, lim[r] - (L));      \
+            T *cr = C + r * ldc;                                                                   \
+            _mm512_mask_storeu_##X(cr, m0,                                                         \
+                                   _mm512_sub_##X(_mm512_maskz_loadu_##X(m0, cr), acc[r][0]));     \
+            _mm512_mask_storeu_##X(                                                                \
+                cr + (L), m1, _mm512_sub_##X(_mm512_maskz_loadu_##X(m1, cr + (L)), acc[r][1]));    \
+        }                                                                                          \
     }
-    const double *A0 = A, *A1 = A + lda, *A2 = A + 2 * lda, *A3 = A + 3 * lda;
-    const double *A4 = A + 4 * lda, *A5 = A + 5 * lda, *A6 = A + 6 * lda, *A7 = A + 7 * lda;
-    for (int64_t p = 0; p < k; p++) {
-        const __m512d b0 = _mm512_loadu_pd(b + p * 16);
-        const __m512d b1 = _mm512_loadu_pd(b + p * 16 + 8);
-        EC_ROW_FMA(_mm512_set1_pd, _mm512_fmadd_pd, a00, a01, A0);
-        EC_ROW_FMA(_mm512_set1_pd, _mm512_fmadd_pd, a10, a11, A1);
-        EC_ROW_FMA(_mm512_set1_pd, _mm512_fmadd_pd, a20, a21, A2);
-        EC_ROW_FMA(_mm512_set1_pd, _mm512_fmadd_pd, a30, a31, A3);
-        EC_ROW_FMA(_mm512_set1_pd, _mm512_fmadd_pd, a40, a41, A4);
-        EC_ROW_FMA(_mm512_set1_pd, _mm512_fmadd_pd, a50, a51, A5);
-        EC_ROW_FMA(_mm512_set1_pd, _mm512_fmadd_pd, a60, a61, A6);
-        EC_ROW_FMA(_mm512_set1_pd, _mm512_fmadd_pd, a70, a71, A7);
-    }
-    const __m512d acc[8][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31},
-                               {a40, a41}, {a50, a51}, {a60, a61}, {a70, a71}};
-    if (cout) {
-        for (int r = 0; r < 8; r++) {
-            _mm512_storeu_pd(cout + r * 16, acc[r][0]);
-            _mm512_storeu_pd(cout + r * 16 + 8, acc[r][1]);
-        }
-        return;
-    }
-    for (int r = 0; r < 8; r++) {
-        const int w = lim[r];
-        const __mmask8 m0 = (__mmask8)(w >= 8 ? 0xFF : w <= 0 ? 0 : (1u << w) - 1);
-        const __mmask8 m1 = (__mmask8)(w >= 16 ? 0xFF : w <= 8 ? 0 : (1u << (w - 8)) - 1);
-        double *cr = C + r * ldc;
-        _mm512_mask_storeu_pd(cr, m0, _mm512_sub_pd(_mm512_maskz_loadu_pd(m0, cr), acc[r][0]));
-        _mm512_mask_storeu_pd(cr + 8, m1,
-                              _mm512_sub_pd(_mm512_maskz_loadu_pd(m1, cr + 8), acc[r][1]));
-    }
-}
-
-__attribute__((target("avx512f,fma"))) static void ssub_tile_avx512(int64_t k, const float *A,
-                                                                    int64_t lda, const float *b,
-                                                                    float *C, int64_t ldc,
-                                                                    const int *lim)
-{
-    __m512 a00 = _mm512_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00;
-    __m512 a30 = a00, a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00;
-    __m512 a60 = a00, a61 = a00, a70 = a00, a71 = a00;
-    const float *A0 = A, *A1 = A + lda, *A2 = A + 2 * lda, *A3 = A + 3 * lda;
-    const float *A4 = A + 4 * lda, *A5 = A + 5 * lda, *A6 = A + 6 * lda, *A7 = A + 7 * lda;
-    for (int64_t p = 0; p < k; p++) {
-        const __m512 b0 = _mm512_loadu_ps(b + p * 32);
-        const __m512 b1 = _mm512_loadu_ps(b + p * 32 + 16);
-        EC_ROW_FMA(_mm512_set1_ps, _mm512_fmadd_ps, a00, a01, A0);
-        EC_ROW_FMA(_mm512_set1_ps, _mm512_fmadd_ps, a10, a11, A1);
-        EC_ROW_FMA(_mm512_set1_ps, _mm512_fmadd_ps, a20, a21, A2);
-        EC_ROW_FMA(_mm512_set1_ps, _mm512_fmadd_ps, a30, a31, A3);
-        EC_ROW_FMA(_mm512_set1_ps, _mm512_fmadd_ps, a40, a41, A4);
-        EC_ROW_FMA(_mm512_set1_ps, _mm512_fmadd_ps, a50, a51, A5);
-        EC_ROW_FMA(_mm512_set1_ps, _mm512_fmadd_ps, a60, a61, A6);
-        EC_ROW_FMA(_mm512_set1_ps, _mm512_fmadd_ps, a70, a71, A7);
-    }
-    const __m512 acc[8][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31},
-                              {a40, a41}, {a50, a51}, {a60, a61}, {a70, a71}};
-    for (int r = 0; r < 8; r++) {
-        const int w = lim[r];
-        const __mmask16 m0 = (__mmask16)(w >= 16 ? 0xFFFF : w <= 0 ? 0 : (1u << w) - 1);
-        const __mmask16 m1 = (__mmask16)(w >= 32 ? 0xFFFF : w <= 16 ? 0 : (1u << (w - 16)) - 1);
-        float *cr = C + r * ldc;
-        _mm512_mask_storeu_ps(cr, m0, _mm512_sub_ps(_mm512_maskz_loadu_ps(m0, cr), acc[r][0]));
-        _mm512_mask_storeu_ps(cr + 16, m1,
-                              _mm512_sub_ps(_mm512_maskz_loadu_ps(m1, cr + 16), acc[r][1]));
-    }
-}
+EC_DEF_SUB_TILE_512(dsub_tile_avx512, double, __m512d, __mmask8, 8, pd)
+EC_DEF_SUB_TILE_512(ssub_tile_avx512, float, __m512, __mmask16, 16, ps)
+#undef EC_DEF_SUB_TILE_512
+#undef EC_MASK_FIRST
 #undef EC_ROW_FMA
 #endif
 
@@ -567,7 +533,7 @@ void ec_sgemm_sub(int64_t m, int64_t n, int64_t k, const float *A, int64_t lda, 
                         if (mode == LA_AVX512 && rn == 8) {
                             const int l[8] = {(int)w, (int)w, (int)w, (int)w,
                                               (int)w, (int)w, (int)w, (int)w};
-                            ssub_tile_avx512(k, A + r0 * lda, lda, b, c, ldc, l);
+                            ssub_tile_avx512(k, A + r0 * lda, lda, b, c, ldc, l, NULL, NULL);
                         } else if (mode == LA_AVX2 && rn == 4 && w == nr) {
                             ssub_tile_avx2(k, A + r0 * lda, lda, b, c, ldc);
                         } else {

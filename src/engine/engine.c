@@ -701,6 +701,20 @@ static inline __attribute__((always_inline)) double att_dot_tail(double acc, con
     return acc;
 }
 
+/* scores of keys j .. j+3 from their combined lane sums r (tails added) */
+static inline __attribute__((always_inline)) float att_emit4(const double *r, const float *q,
+                                                             const float *kj, size_t stride,
+                                                             uint32_t n, float scale, float *sc,
+                                                             float mx)
+{
+    for (int u = 0; u < 4; u++) {
+        const float s = (float)att_dot_tail(r[u], q, kj + u * stride, n) * scale;
+        sc[u] = s;
+        mx = s > mx ? s : mx;
+    }
+    return mx;
+}
+
 /* sc[j] = (float)dot(q, k_j) * scale for j < n_keys, k_j = k + j * stride;
  * returns the largest. Four keys at a time: their lane vectors are combined
  * in vector form, with the same additions as one key at a time. */
@@ -719,12 +733,9 @@ att_scores(const float *restrict q, const float *k, size_t stride, uint32_t n_ke
                           (att_v4d){v0[2], v1[2], v2[2], v3[2]};
         const att_v4d b = (att_v4d){v0[1], v1[1], v2[1], v3[1]} +
                           (att_v4d){v0[3], v1[3], v2[3], v3[3]};
-        const att_v4d r = a + b;
-        for (int u = 0; u < 4; u++) {
-            const float s = (float)att_dot_tail(r[u], q, kj + u * stride, n) * scale;
-            sc[j + u] = s;
-            mx = s > mx ? s : mx;
-        }
+        const att_v4d r4 = a + b;
+        const double r[4] = {r4[0], r4[1], r4[2], r4[3]};
+        mx = att_emit4(r, q, kj, stride, n, scale, sc + j, mx);
     }
     for (; j < n_keys; j++) {
         const float *kj = k + j * stride;
@@ -857,11 +868,7 @@ __attribute__((target("avx2"))) static void att_item_avx2(const float *restrict 
                                         _mm256_permute2f128_pd(t1, t3, 0x31));
         double r[4];
         _mm256_storeu_pd(r, _mm256_add_pd(a, b));
-        for (int u = 0; u < 4; u++) {
-            const float s = (float)att_dot_tail(r[u], q, kj + u * stride, hd) * scale;
-            sc[j + u] = s;
-            mx = s > mx ? s : mx;
-        }
+        mx = att_emit4(r, q, kj, stride, hd, scale, sc + j, mx);
     }
     for (; j < n_keys; j++) {
         const float *kj = k + j * stride;
