@@ -16,7 +16,11 @@ static const char description[] =
     "Perplexity of MODEL (checkpoint folder or .gguf) computed exactly as llama-perplexity:\n"
     "the text minus one trailing newline is tokenized with BOS, cut into floor(n/ctx) chunks,\n"
     "each chunk's first token replaced by BOS; the second half of every chunk is scored.\n"
-    "Prints each chunk's running value on stderr and the final estimate on stdout.";
+    "Prints each chunk's running value on stderr and the final estimate on stdout.\n"
+    "\n"
+    "Q4_0/Q5_0/Q8_0/Q4_K/Q6_K weights take llama.cpp's integer block dot products in its\n"
+    "order; other types an F32 product over dequantized weights. Environment:\n"
+    "EDGEC_NO_QDOT=1 uses the F32 product for every type (faster, not bit-identical).";
 
 struct ppl_progress {
     bool print;

@@ -30,7 +30,8 @@ static const char description[] =
     "format follows the extension (.json, .md for a pull-request comment, .html with charts).\n"
     "Routing: for thresholds tau on CAND's top probability, the share of tokens CAND would\n"
     "answer alone and its top-1 agreement with REF there; --route-target A recommends the\n"
-    "lowest tau reaching agreement A (a fraction, e.g. 0.99).";
+    "lowest tau reaching agreement A (a fraction, e.g. 0.99).\n"
+    "The forward pass is edgec perplexity's (EDGEC_NO_QDOT=1: F32 products for every type).";
 
 static void on_chunk(void *user, int64_t chunk, int64_t n_chunks)
 {

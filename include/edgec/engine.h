@@ -32,7 +32,9 @@
  * Q8_0, Q8_1 or Q8_K) and takes an integer / half dot product; with
  * round_activations the engine rounds the activations the same way and then
  * takes an F32 dot product with the dequantized weights, which is the same
- * sum up to float reassociation.
+ * sum up to float reassociation; with qdot as well, Q4_0/Q5_0/Q8_0/Q4_K/Q6_K
+ * weights take llama.cpp's integer block dot with its float steps in its
+ * order (ec_matmul_qdot), so those products are llama.cpp's bits.
  *
  * Determinism: matmuls split output rows over OpenMP threads in fixed blocks;
  * every output element is computed by one thread with a fixed summation
@@ -67,12 +69,15 @@ struct ec_engine_opts {
     bool matmul_ref;      /* use the scalar reference matmul (slow; for tests) */
     bool round_activations; /* round each linear layer's input to the weight's vec_dot
                                type first, as llama.cpp does (default true) */
+    bool qdot;            /* with round_activations: integer block dot products in
+                             llama.cpp's order where ec_qdot_supported (default true;
+                             EDGEC_NO_QDOT=1 in the environment turns it off) */
     ec_linear_input_fn on_linear_input; /* NULL = none */
     void *user;                         /* passed to on_linear_input */
 };
 
 /* Defaults: n_ctx 512, n_threads 0, kv_f16 true, matmul_ref false,
- * round_activations true, no hook. */
+ * round_activations true, qdot true (false under EDGEC_NO_QDOT), no hook. */
 void ec_engine_opts_init(struct ec_engine_opts *o);
 
 struct ec_engine;
@@ -127,6 +132,17 @@ enum ec_status ec_matmul_fast(const struct ec_linear_view *w, const float *x, in
  * level in effect. Not thread-safe against running matmuls (for tests and
  * benchmarks). */
 int ec_matmul_set_isa(int max_level);
+
+/* Integer-dot matmul for Q4_0, Q5_0, Q8_0 (n_in % 32 == 0) and Q4_K, Q6_K
+ * (n_in % 256 == 0) weights: x is quantized to Q8_0 / Q8_K blocks as
+ * ggml-cpu does, and each output is llama.cpp's x86 AVX2 block dot product
+ * with its float steps in its order (src/engine/qdot.c). */
+bool ec_qdot_supported(enum ec_dtype t, int64_t n_in);
+enum ec_status ec_matmul_qdot(const struct ec_linear_view *w, const float *x, int64_t n_tokens,
+                              float *y, int n_threads, struct ec_diag *d);
+/* Its kernels: 0 scalar (the definition), 1 AVX2 (same bits); -1 = the
+ * best this CPU has. Returns the level in effect. For tests. */
+int ec_qdot_set_isa(int max_level);
 
 /* The same for attention's inner loops: 0 generic vectors, 1 AVX2. Both give
  * the same bits (same operations per element); -1 restores the default. */

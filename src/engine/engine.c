@@ -75,6 +75,7 @@ void ec_engine_opts_init(struct ec_engine_opts *o)
     o->n_ctx = 512;
     o->kv_f16 = true;
     o->round_activations = true;
+    o->qdot = getenv("EDGEC_NO_QDOT") == NULL;
 }
 
 /* fp32 -> fp16 -> fp32. Fast path for the fp16 normal range: round the
@@ -577,6 +578,12 @@ static enum ec_status linear(struct ec_engine *e, int layer, const struct eng_li
 {
     if (e->o.on_linear_input)
         e->o.on_linear_input(e->o.user, layer, l->name, x, n, l->v.n_in);
+    if (e->o.round_activations && e->o.qdot && ec_qdot_supported(l->v.type, l->v.n_in)) {
+        enum ec_status st = ec_matmul_qdot(&l->v, x, n, y, e->n_threads, d);
+        if (st != EC_OK)
+            return st;
+        goto bias;
+    }
     if (e->o.round_activations && l->v.type != EC_F32) {
         const int64_t n_in = l->v.n_in;
         EC_PAR_FOR(e->n_threads, n * n_in)
@@ -588,6 +595,7 @@ static enum ec_status linear(struct ec_engine *e, int layer, const struct eng_li
                                         : ec_matmul_fast(&l->v, x, n, y, e->n_threads, d);
     if (st != EC_OK)
         return st;
+bias:
     if (l->bias) {
         for (int64_t t = 0; t < n; t++) {
             float *yt = y + t * l->v.n_out;

@@ -13,6 +13,7 @@
 #include "edgec/fp16.h"
 #include "edgec/io.h"
 #include "edgec/model.h"
+#include "edgec/quant.h"
 #include "edgec/quantize.h"
 #include "edgec/safetensors.h"
 
@@ -160,8 +161,8 @@ static void check_golden_logits(const char *model)
 /* ---- (a') Q4_K_M: llama.cpp's logits of its own Q4_K_M file ---- */
 
 /* edgec quantize writes the same bytes as llama-quantize (test_quantize), so
- * the engine runs the very file llama.cpp ran; the engine rounds activations
- * to Q8_K as llama.cpp's vec_dot does, then takes float dot products. */
+ * the engine runs the very file llama.cpp ran; it quantizes activations to
+ * Q8_0 / Q8_K as llama.cpp does and takes its integer block dot products. */
 static void check_golden_q4_k_m(const char *model)
 {
     struct golden g;
@@ -202,13 +203,14 @@ static void check_golden_q4_k_m(const char *model)
         for (int r = 0; r < N_GOLDEN; r++)
             fprintf(stderr, "row %d %.3g\n", r,
                     max_diff(lg + (size_t)r * g.n_vocab, g.logits + (size_t)r * g.n_vocab, g.n_vocab));
-    /* The issue's target is 1e-2 x max|logit|; measured 1.19e-2 (stories260K)
-     * and 1.04e-2 (student). Rows 0-12 of stories260K agree to 2e-6: the rest
-     * differ where a last-layer activation lands on the other side of an int8
-     * rounding boundary (one Q8 step of the output matmul's input moves a logit
-     * by ~0.1), which a float ulp elsewhere (ggml's SIMD expf in softmax and
-     * SiLU) decides. This bound holds what is measured; the gap stays open. */
-    cr_expect_leq(df, 1.5e-2 * mx, "%s: max|diff| %g > 1.5e-2 x %g", model, df, mx);
+    /* The issue's target is 1e-2 x max|logit|. With the integer block dot
+     * products in llama.cpp's order (ec_matmul_qdot) stories260K's logits
+     * are llama.cpp's bit for bit on an AVX-512 machine (its F16 ffn_down
+     * runs the F32 tile, whose order follows the ISA) and stories-student-256
+     * measures 7.4e-3: rows 0-5 agree to 1 ulp, later rows differ where an
+     * activation lands on the other side of an int8 rounding boundary. With
+     * float dot products instead (EDGEC_NO_QDOT) they were 1.19e-2 / 1.04e-2. */
+    cr_expect_leq(df, 1e-2 * mx, "%s: max|diff| %g > 1e-2 x %g", model, df, mx);
     cr_expect_geq(agree, N_GOLDEN - 1, "%s: argmax %d/%d", model, agree, N_GOLDEN);
     free(lg);
     ec_engine_free(e);
@@ -735,4 +737,70 @@ Test(engine, activations_round_to_q8_0_q8_k_f16)
     /* not whole blocks: unchanged */
     ec_round_activations(EC_Q8_0, x, 1, 33, y);
     cr_expect_eq(memcmp(x, y, 33 * sizeof *x), 0);
+}
+
+/* ---- integer block dot products (ec_matmul_qdot) ---- */
+
+/* The AVX2 kernels give the scalar kernels' bits for every supported type,
+ * token counts on and off the 4-token blocking, several blocks per row and
+ * activations with outliers; and the result is the dot product of the
+ * dequantized weights with the Q8-rounded activations up to float rounding. */
+Test(engine, qdot_avx2_equals_scalar_and_the_dequantized_product)
+{
+    const enum ec_dtype types[] = {EC_Q4_0, EC_Q5_0, EC_Q8_0, EC_Q4_K, EC_Q6_K};
+    const int64_t n_in = 768, n_out = 13, n_tok = 7;
+    float *wf = malloc(sizeof(float) * n_out * n_in), *x = malloc(sizeof(float) * n_tok * n_in);
+    float *xr = malloc(sizeof(float) * n_tok * n_in), *deq = malloc(sizeof(float) * n_in);
+    float *y0 = malloc(sizeof(float) * n_tok * n_out), *y1 = malloc(sizeof(float) * n_tok * n_out);
+    for (int64_t i = 0; i < n_out * n_in; i++)
+        wf[i] = rnd() * (i % 97 == 0 ? 8.0f : 1.0f);
+    for (int64_t i = 0; i < n_tok * n_in; i++)
+        x[i] = rnd() * (i % 131 == 0 ? 30.0f : 1.0f);
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        const enum ec_dtype t = types[ti];
+        cr_assert(ec_qdot_supported(t, n_in));
+        const size_t rb = ec_dtype_row_bytes(t, (uint64_t)n_in);
+        uint8_t *wq = malloc(rb * (size_t)n_out);
+        const struct ec_dtype_traits *tr = ec_dtype_traits(t);
+        for (int64_t r = 0; r < n_out; r++)
+            tr->from_f32_ref(wf + r * n_in, wq + (size_t)r * rb, n_in);
+        struct ec_linear_view v = {.type = t, .data = wq, .row_bytes = rb, .n_in = n_in,
+                                   .n_out = n_out};
+        struct ec_diag d;
+        ec_diag_clear(&d);
+        cr_assert_eq(ec_qdot_set_isa(0), 0);
+        cr_assert_eq(ec_matmul_qdot(&v, x, n_tok, y0, 2, &d), EC_OK, "%s", d.msg);
+        const int lvl = ec_qdot_set_isa(-1);
+        cr_assert_eq(ec_matmul_qdot(&v, x, n_tok, y1, 3, &d), EC_OK, "%s", d.msg);
+        cr_expect_eq(memcmp(y0, y1, sizeof(float) * n_tok * n_out), 0,
+                     "%s: level %d differs from the scalar kernels", ec_dtype_name(t), lvl);
+        /* against sum_i deq(w)[i] * round(x)[i] in double */
+        ec_round_activations(t, x, n_tok, n_in, xr);
+        double worst = 0.0;
+        for (int64_t r = 0; r < n_out; r++) {
+            tr->to_f32(wq + (size_t)r * rb, deq, n_in);
+            for (int64_t k = 0; k < n_tok; k++) {
+                double s = 0.0, sa = 0.0;
+                for (int64_t i = 0; i < n_in; i++) {
+                    s += (double)deq[i] * xr[k * n_in + i];
+                    sa += fabs((double)deq[i] * xr[k * n_in + i]);
+                }
+                const double e = fabs(y0[k * n_out + r] - s) / sa;
+                worst = e > worst ? e : worst;
+            }
+        }
+        fprintf(stderr, "[engine] qdot %s: level %d %s the scalar kernels; vs dequantized product "
+                        "%.2g x sum|w x|\n",
+                ec_dtype_name(t), lvl,
+                memcmp(y0, y1, sizeof(float) * n_tok * n_out) ? "DIFFERS from" : "equals", worst);
+        cr_expect_lt(worst, 1e-5, "%s: %.3g", ec_dtype_name(t), worst);
+        free(wq);
+    }
+    ec_qdot_set_isa(-1);
+    free(wf);
+    free(x);
+    free(xr);
+    free(deq);
+    free(y0);
+    free(y1);
 }

@@ -1,0 +1,699 @@
+/* Quantized matmuls in llama.cpp's order: activations quantized to Q8_0 or
+ * Q8_K blocks (int8 + scale), integer block dot products, and the float
+ * steps ggml-cpu's x86 AVX2 kernels take (vec_dot_q*_q8_* and llamafile's
+ * tinyBLAS_Q0 share them):
+ *
+ *   per block b and lane m < 8: isum[b][m] = sum of the integer products of
+ *   the elements whose position within their 32-element group is 4m..4m+3
+ *   (scaled by the sub-block scale for K-quants), then
+ *   acc[m] = fmaf(d_b, (float)isum[b][m], acc[m]) in block order, and
+ *   result = ((acc0+acc4) + (acc2+acc6)) + ((acc1+acc5) + (acc3+acc7)).
+ *
+ * The integer sums are exact in any order, so only this float part fixes
+ * the bits. Q4_K adds the mins through four more lanes (ggml's acc_m).
+ * Weights: Q4_0, Q5_0, Q8_0 (with Q8_0 activations), Q4_K, Q6_K (Q8_K).
+ * The kernels are scalar and plain; each (row, token) output is computed by
+ * one thread, so results do not depend on the thread count. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "edgec/engine.h"
+#include "edgec/fp16.h"
+#include "edgec/quant.h"
+#include "src/core/clones.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define EC_QDOT_X86 1
+#include <immintrin.h>
+#endif
+
+bool ec_qdot_supported(enum ec_dtype t, int64_t n_in)
+{
+    switch (t) {
+    case EC_Q4_0:
+    case EC_Q5_0:
+    case EC_Q8_0:
+        return n_in > 0 && n_in % 32 == 0;
+    case EC_Q4_K:
+    case EC_Q6_K:
+        return n_in > 0 && n_in % 256 == 0;
+    default:
+        return false;
+    }
+}
+
+/* ---- activations ---- */
+
+/* Q8_0 as ggml-cpu's x86 quantize_row_q8_0: id = 127 / amax, q = round
+ * half to even (x * id), d stored as fp16. (The AVX2 clones round with
+ * vroundps instead of a libm call; same values.) */
+EC_AVX2_CLONES
+static void act_q8_0(const float *x, int64_t n, int8_t *q, float *d)
+{
+    for (int64_t b = 0; b < n / 32; b++) {
+        const float *xb = x + b * 32;
+        float amax = 0.0f;
+        for (int j = 0; j < 32; j++) {
+            const float ax = fabsf(xb[j]);
+            amax = ax > amax ? ax : amax;
+        }
+        const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        d[b] = ec_fp16_to_fp32(ec_fp32_to_fp16(amax / 127.0f));
+        for (int j = 0; j < 32; j++)
+            q[b * 32 + j] = (int8_t)rintf(xb[j] * id);
+    }
+}
+
+/* Q8_K as quantize_row_q8_K_ref: iscale = -127 / (value of largest
+ * magnitude), q = nearest(iscale x) capped at 127, d = 1 / iscale */
+EC_AVX2_CLONES
+static void act_q8_k(const float *x, int64_t n, int8_t *q, float *d)
+{
+    for (int64_t b = 0; b < n / 256; b++) {
+        const float *xb = x + b * 256;
+        float amax = 0.0f, mx = 0.0f;
+        for (int j = 0; j < 256; j++) {
+            const float ax = fabsf(xb[j]);
+            if (ax > amax) {
+                amax = ax;
+                mx = xb[j];
+            }
+        }
+        if (amax == 0.0f) {
+            d[b] = 0.0f;
+            memset(q + b * 256, 0, 256);
+            continue;
+        }
+        const float iscale = -127.0f / mx;
+        d[b] = 1.0f / iscale;
+        for (int j = 0; j < 256; j++) {
+            const float v = rintf(iscale * xb[j]);
+            q[b * 256 + j] = (int8_t)(v > 127.0f ? 127.0f : v);
+        }
+    }
+}
+
+/* ---- the float steps ---- */
+
+static inline float hsum8(const float *a)
+{
+    const float r0 = a[4] + a[0], r1 = a[5] + a[1], r2 = a[6] + a[2], r3 = a[7] + a[3];
+    return (r0 + r2) + (r1 + r3);
+}
+
+static inline void lanes_fma(float *acc, float d, const int32_t *isum)
+{
+    for (int m = 0; m < 8; m++)
+        acc[m] = fmaf(d, (float)isum[m], acc[m]);
+}
+
+/* ---- weights unpacked to signed int8, one 32-element block ---- */
+
+static void unpack_legacy(enum ec_dtype t, const uint8_t *blk, int8_t *w, float *dw)
+{
+    switch (t) {
+    case EC_Q4_0: {
+        const struct ec_block_q4_0 *b = (const void *)blk;
+        *dw = ec_fp16_to_fp32(b->d);
+        for (int j = 0; j < 16; j++) {
+            w[j] = (int8_t)((b->qs[j] & 15) - 8);
+            w[j + 16] = (int8_t)((b->qs[j] >> 4) - 8);
+        }
+        return;
+    }
+    case EC_Q5_0: {
+        const struct ec_block_q5_0 *b = (const void *)blk;
+        *dw = ec_fp16_to_fp32(b->d);
+        const uint32_t qh = (uint32_t)b->qh[0] | (uint32_t)b->qh[1] << 8 |
+                            (uint32_t)b->qh[2] << 16 | (uint32_t)b->qh[3] << 24;
+        for (int j = 0; j < 16; j++) {
+            w[j] = (int8_t)(((b->qs[j] & 15) | ((qh >> j) & 1) << 4) - 16);
+            w[j + 16] = (int8_t)(((b->qs[j] >> 4) | ((qh >> (j + 16)) & 1) << 4) - 16);
+        }
+        return;
+    }
+    default: { /* EC_Q8_0 */
+        const struct ec_block_q8_0 *b = (const void *)blk;
+        *dw = ec_fp16_to_fp32(b->d);
+        memcpy(w, b->qs, 32);
+        return;
+    }
+    }
+}
+
+/* one row of a Q4_0 / Q5_0 / Q8_0 weight against a Q8_0 activation row */
+static float dot_legacy(enum ec_dtype t, const uint8_t *row, size_t blk_bytes, const int8_t *q,
+                        const float *dq, int64_t n_blocks)
+{
+    float acc[8] = {0};
+    for (int64_t b = 0; b < n_blocks; b++) {
+        int8_t w[32];
+        float dw;
+        unpack_legacy(t, row + (size_t)b * blk_bytes, w, &dw);
+        int32_t isum[8];
+        for (int m = 0; m < 8; m++) {
+            int32_t s = 0;
+            for (int e = 4 * m; e < 4 * m + 4; e++)
+                s += (int32_t)w[e] * q[b * 32 + e];
+            isum[m] = s;
+        }
+        lanes_fma(acc, dw * dq[b], isum);
+    }
+    return hsum8(acc);
+}
+
+/* Q4_K's 6-bit scales and mins of sub-block j */
+static void q4k_scale_min(const uint8_t *s, int j, int *sc, int *mn)
+{
+    if (j < 4) {
+        *sc = s[j] & 63;
+        *mn = s[j + 4] & 63;
+    } else {
+        *sc = (s[j + 4] & 15) | ((s[j - 4] >> 6) << 4);
+        *mn = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+}
+
+static float dot_q4_k(const uint8_t *row, const int8_t *q, const float *dq, int64_t n_blocks)
+{
+    float acc[8] = {0}, acc_m[4] = {0};
+    for (int64_t b = 0; b < n_blocks; b++) {
+        const struct ec_block_q4_k *x = (const void *)(row + (size_t)b * sizeof *x);
+        const int8_t *qb = q + b * 256;
+        const float d = dq[b] * ec_fp16_to_fp32(x->d);
+        const float dmin = -dq[b] * ec_fp16_to_fp32(x->dmin);
+        int sc[8], mn[8];
+        for (int j = 0; j < 8; j++)
+            q4k_scale_min(x->scales, j, &sc[j], &mn[j]);
+        /* mins: lane i pairs sub-blocks 2i and 2i+1 with their q8 sums */
+        int32_t s8[8];
+        for (int j = 0; j < 8; j++) {
+            int32_t s = 0;
+            for (int e = 0; e < 32; e++)
+                s += qb[32 * j + e];
+            s8[j] = s;
+        }
+        for (int i = 0; i < 4; i++)
+            acc_m[i] = fmaf(dmin, (float)(mn[2 * i] * s8[2 * i] + mn[2 * i + 1] * s8[2 * i + 1]),
+                            acc_m[i]);
+        int32_t isum[8] = {0};
+        for (int j = 0; j < 4; j++) {
+            const uint8_t *qs = x->qs + 32 * j;
+            for (int m = 0; m < 8; m++) {
+                int32_t lo = 0, hi = 0;
+                for (int e = 4 * m; e < 4 * m + 4; e++) {
+                    lo += (qs[e] & 15) * qb[64 * j + e];
+                    hi += (qs[e] >> 4) * qb[64 * j + 32 + e];
+                }
+                isum[m] += sc[2 * j] * lo + sc[2 * j + 1] * hi;
+            }
+        }
+        lanes_fma(acc, d, isum);
+    }
+    const float m = (acc_m[0] + acc_m[2]) + (acc_m[1] + acc_m[3]);
+    return hsum8(acc) + m;
+}
+
+static float dot_q6_k(const uint8_t *row, const int8_t *q, const float *dq, int64_t n_blocks)
+{
+    float acc[8] = {0};
+    for (int64_t b = 0; b < n_blocks; b++) {
+        const struct ec_block_q6_k *x = (const void *)(row + (size_t)b * sizeof *x);
+        const int8_t *qb = q + b * 256;
+        const float d = dq[b] * ec_fp16_to_fp32(x->d);
+        int32_t isum[8] = {0};
+        for (int h = 0; h < 2; h++) { /* 128-element halves */
+            const uint8_t *ql = x->ql + 64 * h, *qh = x->qh + 32 * h;
+            for (int v = 0; v < 4; v++) { /* 32-element vectors */
+                for (int m = 0; m < 8; m++) {
+                    for (int e = 4 * m; e < 4 * m + 4; e++) {
+                        const int l = e; /* position in the vector */
+                        int w;
+                        switch (v) {
+                        case 0: w = (ql[l] & 15) | ((qh[l] & 3) << 4); break;
+                        case 1: w = (ql[l + 32] & 15) | (((qh[l] >> 2) & 3) << 4); break;
+                        case 2: w = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4); break;
+                        default: w = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4); break;
+                        }
+                        const int elem = 128 * h + 32 * v + l;
+                        isum[m] += x->scales[elem / 16] * (w - 32) * qb[elem];
+                    }
+                }
+            }
+        }
+        lanes_fma(acc, d, isum);
+    }
+    return hsum8(acc);
+}
+
+/* ---- AVX2 versions: the integer lane sums computed with maddubs / madd
+ * (bytes 4m..4m+3 of each 32-byte vector land in 32-bit lane m, as in the
+ * scalar loops), then the same float steps ---- */
+
+#ifdef EC_QDOT_X86
+#define QD_AVX2 __attribute__((target("avx2,fma")))
+
+QD_AVX2 static inline float hsum8_avx2(__m256 acc)
+{
+    float a[8];
+    _mm256_storeu_ps(a, acc);
+    return hsum8(a);
+}
+
+/* 8 int32 lanes: lane m = sum over bytes 4m..4m+3 of w * q (w, q signed) */
+QD_AVX2 static inline __m256i dot_i8_lanes(__m256i w, __m256i q)
+{
+    const __m256i ax = _mm256_sign_epi8(w, w);
+    const __m256i sy = _mm256_sign_epi8(q, w);
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1));
+}
+
+QD_AVX2 static inline __m256i legacy_w_avx2(enum ec_dtype t, const uint8_t *blk, float *dw)
+{
+    if (t == EC_Q8_0) {
+        const struct ec_block_q8_0 *b = (const void *)blk;
+        *dw = ec_fp16_to_fp32(b->d);
+        return _mm256_loadu_si256((const __m256i *)(const void *)b->qs);
+    }
+    const uint8_t *qs;
+    uint32_t qh = 0;
+    if (t == EC_Q4_0) {
+        const struct ec_block_q4_0 *b = (const void *)blk;
+        *dw = ec_fp16_to_fp32(b->d);
+        qs = b->qs;
+    } else {
+        const struct ec_block_q5_0 *b = (const void *)blk;
+        *dw = ec_fp16_to_fp32(b->d);
+        qs = b->qs;
+        qh = (uint32_t)b->qh[0] | (uint32_t)b->qh[1] << 8 | (uint32_t)b->qh[2] << 16 |
+             (uint32_t)b->qh[3] << 24;
+    }
+    const __m128i raw = _mm_loadu_si128((const __m128i *)(const void *)qs);
+    const __m128i m4 = _mm_set1_epi8(15);
+    __m256i v = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m4), _mm_and_si128(raw, m4));
+    if (t == EC_Q4_0)
+        return _mm256_sub_epi8(v, _mm256_set1_epi8(8));
+    /* fifth bits: byte j gets bit j of qh */
+    const __m256i shuf = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2,
+                                          2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i bits = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    __m256i h = _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh), shuf);
+    h = _mm256_cmpeq_epi8(_mm256_and_si256(h, bits), bits); /* 0xFF where set */
+    v = _mm256_or_si256(v, _mm256_and_si256(h, _mm256_set1_epi8(16)));
+    return _mm256_sub_epi8(v, _mm256_set1_epi8(16));
+}
+
+/* a Q4_0 / Q5_0 / Q8_0 row unpacked once: signed values, fp16 scales */
+QD_AVX2 static void legacy_unpack_row(enum ec_dtype t, const uint8_t *row, size_t blk_bytes,
+                                      int64_t n_blocks, int8_t *w, float *dw)
+{
+    for (int64_t b = 0; b < n_blocks; b++)
+        _mm256_storeu_si256((__m256i *)(void *)(w + 32 * b),
+                            legacy_w_avx2(t, row + (size_t)b * blk_bytes, &dw[b]));
+}
+
+/* four tokens at once (ldq apart): each weight vector is loaded once */
+QD_AVX2 static void dot4_legacy_avx2(const int8_t *w, const float *dw, const int8_t *q,
+                                     int64_t ldq, const float *dq, int64_t lddq, int64_t n_blocks,
+                                     float *out)
+{
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    for (int64_t b = 0; b < n_blocks; b++) {
+        const __m256i wv = _mm256_loadu_si256((const __m256i *)(const void *)(w + b * 32));
+        const __m256i ax = _mm256_sign_epi8(wv, wv);
+        for (int u = 0; u < 4; u++) {
+            const __m256i qv =
+                _mm256_loadu_si256((const __m256i *)(const void *)(q + u * ldq + b * 32));
+            const __m256i sy = _mm256_sign_epi8(qv, wv);
+            const __m256i l =
+                _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1));
+            acc[u] = _mm256_fmadd_ps(_mm256_set1_ps(dw[b] * dq[u * lddq + b]),
+                                     _mm256_cvtepi32_ps(l), acc[u]);
+        }
+    }
+    for (int u = 0; u < 4; u++)
+        out[u] = hsum8_avx2(acc[u]);
+}
+
+QD_AVX2 static float dot_legacy_avx2(const int8_t *w, const float *dw, const int8_t *q,
+                                     const float *dq, int64_t n_blocks)
+{
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n_blocks; b++) {
+        const __m256i wv = _mm256_loadu_si256((const __m256i *)(const void *)(w + b * 32));
+        const __m256i qv = _mm256_loadu_si256((const __m256i *)(const void *)(q + b * 32));
+        const __m256 f = _mm256_cvtepi32_ps(dot_i8_lanes(wv, qv));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dw[b] * dq[b]), f, acc);
+    }
+    return hsum8_avx2(acc);
+}
+
+/* K-quant rows are unpacked once per row (values, scales, mins, fp16
+ * scales as float) and the activations' 32-element sums once per token, so
+ * the per-(row, token) work is the integer products and the float steps. */
+struct kq_row {
+    uint8_t *w;   /* [n] quant values: Q4_K 0..15, Q6_K 0..63, element order */
+    int16_t *sc;  /* [nb][16]: Q4_K 8 scales + 8 mins, Q6_K 16 scales */
+    float *dw;    /* [nb][2]: fp16 d and dmin as floats */
+};
+
+static void kq_unpack_row(enum ec_dtype t, const uint8_t *row, int64_t nb, struct kq_row *k)
+{
+    for (int64_t b = 0; b < nb; b++) {
+        uint8_t *w = k->w + b * 256;
+        int16_t *sc = k->sc + b * 16;
+        if (t == EC_Q4_K) {
+            const struct ec_block_q4_k *x = (const void *)(row + (size_t)b * sizeof *x);
+            k->dw[2 * b] = ec_fp16_to_fp32(x->d);
+            k->dw[2 * b + 1] = ec_fp16_to_fp32(x->dmin);
+            for (int j = 0; j < 8; j++) {
+                int s_, m_;
+                q4k_scale_min(x->scales, j, &s_, &m_);
+                sc[j] = (int16_t)s_;
+                sc[8 + j] = (int16_t)m_;
+            }
+            for (int j = 0; j < 4; j++)
+                for (int e = 0; e < 32; e++) {
+                    w[64 * j + e] = x->qs[32 * j + e] & 15;
+                    w[64 * j + 32 + e] = x->qs[32 * j + e] >> 4;
+                }
+        } else {
+            const struct ec_block_q6_k *x = (const void *)(row + (size_t)b * sizeof *x);
+            k->dw[2 * b] = ec_fp16_to_fp32(x->d);
+            for (int j = 0; j < 16; j++)
+                sc[j] = x->scales[j];
+            for (int h = 0; h < 2; h++) {
+                const uint8_t *ql = x->ql + 64 * h, *qh = x->qh + 32 * h;
+                for (int l = 0; l < 32; l++) {
+                    uint8_t *o = w + 128 * h + l;
+                    o[0] = (uint8_t)((ql[l] & 15) | ((qh[l] & 3) << 4));
+                    o[32] = (uint8_t)((ql[l + 32] & 15) | (((qh[l] >> 2) & 3) << 4));
+                    o[64] = (uint8_t)((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4));
+                    o[96] = (uint8_t)((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4));
+                }
+            }
+        }
+    }
+}
+
+/* s8[b * 8 + j] = sum of the activations of sub-block j (32 elements) */
+static void kq_token_sums(const int8_t *q, int64_t nb, int32_t *s8)
+{
+    for (int64_t i = 0; i < nb * 8; i++) {
+        int32_t s = 0;
+        for (int e = 0; e < 32; e++)
+            s += q[32 * i + e];
+        s8[i] = s;
+    }
+}
+
+QD_AVX2 static float dot_q4_k_avx2(const struct kq_row *k, const int8_t *q, const float *dq,
+                                   const int32_t *s8, int64_t nb)
+{
+    __m256 acc = _mm256_setzero_ps();
+    float acc_m[4] = {0};
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *w = k->w + b * 256;
+        const int8_t *qb = q + b * 256;
+        const int16_t *sc = k->sc + b * 16, *mn = sc + 8;
+        const int32_t *sb = s8 + b * 8;
+        const float d = dq[b] * k->dw[2 * b];
+        const float dmin = -dq[b] * k->dw[2 * b + 1];
+        __m256i sumi = _mm256_setzero_si256();
+        for (int j = 0; j < 4; j++) {
+            const __m256i lo = _mm256_loadu_si256((const __m256i *)(const void *)(w + 64 * j));
+            const __m256i hi = _mm256_loadu_si256((const __m256i *)(const void *)(w + 64 * j + 32));
+            const __m256i ql = _mm256_loadu_si256((const __m256i *)(const void *)(qb + 64 * j));
+            const __m256i qh = _mm256_loadu_si256((const __m256i *)(const void *)(qb + 64 * j + 32));
+            const __m256i pl = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * j]),
+                                                 _mm256_maddubs_epi16(lo, ql));
+            const __m256i ph = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * j + 1]),
+                                                 _mm256_maddubs_epi16(hi, qh));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+        }
+        for (int i = 0; i < 4; i++)
+            acc_m[i] = fmaf(dmin, (float)(mn[2 * i] * sb[2 * i] + mn[2 * i + 1] * sb[2 * i + 1]),
+                            acc_m[i]);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    const float m = (acc_m[0] + acc_m[2]) + (acc_m[1] + acc_m[3]);
+    return hsum8_avx2(acc) + m;
+}
+
+/* four tokens at once (activations ldq apart, scales lddq, sums lds) */
+QD_AVX2 static void dot4_q4_k_avx2(const struct kq_row *k, const int8_t *q, int64_t ldq,
+                                   const float *dq, int64_t lddq, const int32_t *s8, int64_t lds,
+                                   int64_t nb, float *out)
+{
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    float acc_m[4][4] = {{0}};
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *w = k->w + b * 256;
+        const int16_t *sc = k->sc + b * 16, *mn = sc + 8;
+        __m256i sumi[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
+                           _mm256_setzero_si256()};
+        for (int j = 0; j < 4; j++) {
+            const __m256i lo = _mm256_loadu_si256((const __m256i *)(const void *)(w + 64 * j));
+            const __m256i hi = _mm256_loadu_si256((const __m256i *)(const void *)(w + 64 * j + 32));
+            const __m256i sl = _mm256_set1_epi16(sc[2 * j]), sh = _mm256_set1_epi16(sc[2 * j + 1]);
+            for (int u = 0; u < 4; u++) {
+                const int8_t *qb = q + u * ldq + b * 256 + 64 * j;
+                const __m256i ql = _mm256_loadu_si256((const __m256i *)(const void *)qb);
+                const __m256i qh = _mm256_loadu_si256((const __m256i *)(const void *)(qb + 32));
+                sumi[u] = _mm256_add_epi32(
+                    sumi[u], _mm256_add_epi32(_mm256_madd_epi16(sl, _mm256_maddubs_epi16(lo, ql)),
+                                              _mm256_madd_epi16(sh, _mm256_maddubs_epi16(hi, qh))));
+            }
+        }
+        for (int u = 0; u < 4; u++) {
+            const float dqu = dq[u * lddq + b];
+            const int32_t *sb = s8 + u * lds + b * 8;
+            const float dmin = -dqu * k->dw[2 * b + 1];
+            for (int i = 0; i < 4; i++)
+                acc_m[u][i] = fmaf(dmin,
+                                   (float)(mn[2 * i] * sb[2 * i] + mn[2 * i + 1] * sb[2 * i + 1]),
+                                   acc_m[u][i]);
+            acc[u] = _mm256_fmadd_ps(_mm256_set1_ps(dqu * k->dw[2 * b]),
+                                     _mm256_cvtepi32_ps(sumi[u]), acc[u]);
+        }
+    }
+    for (int u = 0; u < 4; u++)
+        out[u] = hsum8_avx2(acc[u]) + ((acc_m[u][0] + acc_m[u][2]) + (acc_m[u][1] + acc_m[u][3]));
+}
+
+QD_AVX2 static void dot4_q6_k_avx2(const struct kq_row *k, const int8_t *q, int64_t ldq,
+                                   const float *dq, int64_t lddq, int64_t nb, float *out)
+{
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    const __m256i m32 = _mm256_set1_epi8(32);
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *w = k->w + b * 256;
+        const int16_t *sc = k->sc + b * 16;
+        __m256i sumi[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
+                           _mm256_setzero_si256()};
+        for (int v = 0; v < 8; v++) {
+            const __m256i wv = _mm256_loadu_si256((const __m256i *)(const void *)(w + 32 * v));
+            const __m256i scl =
+                _mm256_set_m128i(_mm_set1_epi16(sc[2 * v + 1]), _mm_set1_epi16(sc[2 * v]));
+            for (int u = 0; u < 4; u++) {
+                const __m256i qv = _mm256_loadu_si256(
+                    (const __m256i *)(const void *)(q + u * ldq + b * 256 + 32 * v));
+                const __m256i p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(wv, qv),
+                                                     _mm256_maddubs_epi16(m32, qv));
+                sumi[u] = _mm256_add_epi32(sumi[u], _mm256_madd_epi16(scl, p16));
+            }
+        }
+        for (int u = 0; u < 4; u++)
+            acc[u] = _mm256_fmadd_ps(_mm256_set1_ps(dq[u * lddq + b] * k->dw[2 * b]),
+                                     _mm256_cvtepi32_ps(sumi[u]), acc[u]);
+    }
+    for (int u = 0; u < 4; u++)
+        out[u] = hsum8_avx2(acc[u]);
+}
+
+QD_AVX2 static float dot_q6_k_avx2(const struct kq_row *k, const int8_t *q, const float *dq,
+                                   int64_t nb)
+{
+    __m256 acc = _mm256_setzero_ps();
+    const __m256i m32 = _mm256_set1_epi8(32);
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *w = k->w + b * 256;
+        const int8_t *qb = q + b * 256;
+        const int16_t *sc = k->sc + b * 16;
+        __m256i sumi = _mm256_setzero_si256();
+        for (int v = 0; v < 8; v++) {
+            const __m256i wv = _mm256_loadu_si256((const __m256i *)(const void *)(w + 32 * v));
+            const __m256i qv = _mm256_loadu_si256((const __m256i *)(const void *)(qb + 32 * v));
+            const __m256i p16 =
+                _mm256_sub_epi16(_mm256_maddubs_epi16(wv, qv), _mm256_maddubs_epi16(m32, qv));
+            const __m256i scl =
+                _mm256_set_m128i(_mm_set1_epi16(sc[2 * v + 1]), _mm_set1_epi16(sc[2 * v]));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(scl, p16));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dq[b] * k->dw[2 * b]), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return hsum8_avx2(acc);
+}
+#endif
+
+static int qdot_isa = -1; /* 0 scalar, 1 AVX2 */
+
+int ec_qdot_set_isa(int max_level)
+{
+    int best = 0;
+#ifdef EC_QDOT_X86
+    __builtin_cpu_init();
+    best = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
+#endif
+    const int lvl = max_level < 0 || max_level > best ? best : max_level;
+    __atomic_store_n(&qdot_isa, lvl, __ATOMIC_RELAXED);
+    return lvl;
+}
+
+/* ---- matmul ---- */
+
+enum ec_status ec_matmul_qdot(const struct ec_linear_view *w, const float *x, int64_t n_tokens,
+                              float *y, int n_threads, struct ec_diag *d)
+{
+    const int64_t n = w->n_in;
+    if (!ec_qdot_supported(w->type, n))
+        return ec_fail(d, EC_ERR_UNSUPPORTED, "matmul: no integer dot for %s with %lld inputs",
+                       ec_dtype_name(w->type), (long long)n);
+    const bool k_quant = w->type == EC_Q4_K || w->type == EC_Q6_K;
+    const int64_t qk = k_quant ? 256 : 32, n_blocks = n / qk;
+    int8_t *q = malloc((size_t)(n_tokens * n));
+    float *dq = malloc(sizeof(float) * (size_t)(n_tokens * n_blocks));
+    if (!q || !dq) {
+        free(q);
+        free(dq);
+        return ec_fail(d, EC_ERR_NOMEM, "matmul: cannot quantize %lld x %lld activations",
+                       (long long)n_tokens, (long long)n);
+    }
+    int isa = __atomic_load_n(&qdot_isa, __ATOMIC_RELAXED);
+    if (isa < 0)
+        isa = ec_qdot_set_isa(-1);
+    int nt = 1;
+#ifdef _OPENMP
+    nt = n_threads > 0 ? n_threads : omp_get_max_threads();
+#else
+    (void)n_threads;
+#endif
+    int32_t *s8 = NULL;
+#ifdef EC_QDOT_X86
+    if (isa == 1 && w->type == EC_Q4_K) {
+        s8 = malloc(sizeof(int32_t) * (size_t)(n_tokens * n_blocks * 8));
+        if (!s8) {
+            free(q);
+            free(dq);
+            return ec_fail(d, EC_ERR_NOMEM, "matmul: no memory for activation sums");
+        }
+    }
+#endif
+    bool nomem = false;
+#pragma omp parallel num_threads(nt)
+    {
+#pragma omp for schedule(static)
+        for (int64_t t = 0; t < n_tokens; t++) {
+            if (k_quant)
+                act_q8_k(x + t * n, n, q + t * n, dq + t * n_blocks);
+            else
+                act_q8_0(x + t * n, n, q + t * n, dq + t * n_blocks);
+            if (s8)
+                kq_token_sums(q + t * n, n_blocks, s8 + t * n_blocks * 8);
+        }
+        const size_t blk_bytes = (size_t)(w->row_bytes / (uint64_t)n_blocks);
+#ifdef EC_QDOT_X86
+        struct kq_row kr = {0};
+        if (isa == 1) {
+            kr.w = malloc((size_t)n);
+            kr.sc = malloc(sizeof(int16_t) * 16 * (size_t)n_blocks);
+            kr.dw = malloc(sizeof(float) * 2 * (size_t)n_blocks);
+            if (!kr.w || !kr.sc || !kr.dw) {
+#pragma omp atomic write
+                nomem = true;
+            }
+        }
+#pragma omp barrier
+#endif
+        bool skip;
+#pragma omp atomic read
+        skip = nomem;
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < w->n_out; r++) {
+            if (skip)
+                continue;
+            const uint8_t *row = w->data + (uint64_t)r * w->row_bytes;
+#ifdef EC_QDOT_X86
+            if (isa == 1) {
+                if (k_quant)
+                    kq_unpack_row(w->type, row, n_blocks, &kr);
+                else
+                    legacy_unpack_row(w->type, row, blk_bytes, n_blocks, (int8_t *)kr.w, kr.dw);
+                int64_t t = 0;
+                for (; t + 4 <= n_tokens; t += 4) {
+                    float o[4];
+                    const int8_t *qt = q + t * n;
+                    const float *dt = dq + t * n_blocks;
+                    if (w->type == EC_Q4_K)
+                        dot4_q4_k_avx2(&kr, qt, n, dt, n_blocks, s8 + t * n_blocks * 8,
+                                       n_blocks * 8, n_blocks, o);
+                    else if (w->type == EC_Q6_K)
+                        dot4_q6_k_avx2(&kr, qt, n, dt, n_blocks, n_blocks, o);
+                    else
+                        dot4_legacy_avx2((const int8_t *)kr.w, kr.dw, qt, n, dt, n_blocks,
+                                         n_blocks, o);
+                    for (int u = 0; u < 4; u++)
+                        y[(t + u) * w->n_out + r] = o[u];
+                }
+                for (; t < n_tokens; t++) {
+                    const int8_t *qt = q + t * n;
+                    const float *dt = dq + t * n_blocks;
+                    float s;
+                    if (w->type == EC_Q4_K)
+                        s = dot_q4_k_avx2(&kr, qt, dt, s8 + t * n_blocks * 8, n_blocks);
+                    else if (w->type == EC_Q6_K)
+                        s = dot_q6_k_avx2(&kr, qt, dt, n_blocks);
+                    else
+                        s = dot_legacy_avx2((const int8_t *)kr.w, kr.dw, qt, dt, n_blocks);
+                    y[t * w->n_out + r] = s;
+                }
+                continue;
+            }
+#endif
+            for (int64_t t = 0; t < n_tokens; t++) {
+                const int8_t *qt = q + t * n;
+                const float *dt = dq + t * n_blocks;
+                float s;
+                if (w->type == EC_Q4_K)
+                    s = dot_q4_k(row, qt, dt, n_blocks);
+                else if (w->type == EC_Q6_K)
+                    s = dot_q6_k(row, qt, dt, n_blocks);
+                else
+                    s = dot_legacy(w->type, row, blk_bytes, qt, dt, n_blocks);
+                y[t * w->n_out + r] = s;
+            }
+        }
+#ifdef EC_QDOT_X86
+        free(kr.w);
+        free(kr.sc);
+        free(kr.dw);
+#endif
+    }
+    free(s8);
+    if (nomem) {
+        free(q);
+        free(dq);
+        return ec_fail(d, EC_ERR_NOMEM, "matmul: no memory to unpack a row of %lld", (long long)n);
+    }
+    free(q);
+    free(dq);
+    return EC_OK;
+}
