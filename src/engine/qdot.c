@@ -49,6 +49,15 @@ bool ec_qdot_supported(enum ec_dtype t, int64_t n_in)
 
 /* ---- activations ---- */
 
+/* a rounded value as int8 without undefined behaviour: NaN (from NaN or
+ * infinite activations) becomes 0, the rest saturates as ggml's packs do */
+static inline int8_t to_i8(float v)
+{
+    if (!(v == v))
+        return 0;
+    return (int8_t)(v >= 127.0f ? 127.0f : v <= -128.0f ? -128.0f : v);
+}
+
 /* Q8_0 as ggml-cpu's x86 quantize_row_q8_0: id = 127 / amax, q = round
  * half to even (x * id), d stored as fp16. (The AVX2 clones round with
  * vroundps instead of a libm call; same values.) */
@@ -65,7 +74,7 @@ static void act_q8_0(const float *x, int64_t n, int8_t *q, float *d)
         const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
         d[b] = ec_fp16_to_fp32(ec_fp32_to_fp16(amax / 127.0f));
         for (int j = 0; j < 32; j++)
-            q[b * 32 + j] = (int8_t)rintf(xb[j] * id);
+            q[b * 32 + j] = to_i8(rintf(xb[j] * id));
     }
 }
 
@@ -92,8 +101,7 @@ static void act_q8_k(const float *x, int64_t n, int8_t *q, float *d)
         const float iscale = -127.0f / mx;
         d[b] = 1.0f / iscale;
         for (int j = 0; j < 256; j++) {
-            const float v = rintf(iscale * xb[j]);
-            q[b * 256 + j] = (int8_t)(v > 127.0f ? 127.0f : v);
+            q[b * 256 + j] = to_i8(rintf(iscale * xb[j])); /* capped at 127 as ggml */
         }
     }
 }
@@ -569,6 +577,8 @@ enum ec_status ec_matmul_qdot(const struct ec_linear_view *w, const float *x, in
                        ec_dtype_name(w->type), (long long)n);
     const bool k_quant = w->type == EC_Q4_K || w->type == EC_Q6_K;
     const int64_t qk = k_quant ? 256 : 32, n_blocks = n / qk;
+    if (n_tokens <= 0)
+        return EC_OK;
     int8_t *q = malloc((size_t)(n_tokens * n));
     float *dq = malloc(sizeof(float) * (size_t)(n_tokens * n_blocks));
     if (!q || !dq) {
