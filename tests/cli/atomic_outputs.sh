@@ -19,7 +19,7 @@ bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
     { echo "atomic: cannot generate the model"; exit 1; }
 
 cmds=("convert|$edgec convert $work/model -o $work/out.gguf --outtype f16 -q")
-if "$edgec" help | grep -q '^  quantize '; then
+if grep -q '^  quantize ' <<<"$("$edgec" help)"; then
     cmds+=("quantize|$edgec quantize $work/model -o $work/out.gguf --type Q4_K_M -q")
 fi
 

@@ -65,7 +65,7 @@ else
             expect 0 "convert $name $t" "$edgec" convert "$m" -o "$work/$name-$t.gguf" --outtype $t -q
             outs+=("$work/$name-$t.gguf")
         done
-        if "$edgec" help | grep -q '^  quantize '; then
+        if grep -q '^  quantize ' <<<"$("$edgec" help)"; then
             for q in Q8_0 Q4_K_M Q2_K IQ4_NL; do
                 expect 0 "quantize $name $q" "$edgec" quantize "$m" -o "$work/$name-$q.gguf" --type $q -q
                 outs+=("$work/$name-$q.gguf")

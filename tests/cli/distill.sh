@@ -45,7 +45,7 @@ fi
 
 # inspect recognises the folder and verifies it
 if "$edgec" inspect "$work/full" >"$work/insp.txt" 2>&1 && grep -q "edgec-distill version 1" "$work/insp.txt" &&
-    grep -q "bytes/token" "$work/insp.txt" && "$edgec" inspect "$work/full" --json | grep -q '"verified": true'; then
+    grep -q "bytes/token" "$work/insp.txt" && grep -q '"verified": true' <<<"$("$edgec" inspect "$work/full" --json)"; then
     ok
 else
     bad "inspect: $(head -c 300 "$work/insp.txt")"
@@ -119,7 +119,7 @@ if [ $rc -eq 2 ] && grep -q "top_k 64 -> 32" "$work/err.txt" && grep -q -- "--fo
     bad "other arguments: exit $rc, $(head -c 300 "$work/err.txt")"
 fi
 if "$edgec" distill-export "$teacher" "${args[@]}" --top-k 32 --seqs 4 --force -o "$work/t1" >/dev/null &&
-    "$edgec" inspect "$work/t1" --json | grep -q '"top_k": 32'; then ok; else bad "--force"; fi
+    grep -q '"top_k": 32' <<<"$("$edgec" inspect "$work/t1" --json)"; then ok; else bad "--force"; fi
 
 # damaged copies are rejected with exit 3 and a message naming the file
 check_bad() { # name, expected message part
