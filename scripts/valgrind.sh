@@ -7,6 +7,12 @@
 #   SUITE defaults to every test_* executable in BUILD_DIR/tests (the whole
 #   Criterion suite; the engine-driven ones take tens of minutes each).
 # Tests run one at a time (--jobs 1), OMP_NUM_THREADS=2 unless set.
+# valgrind emulates no AVX-512, so under it the CPU probes report AVX2 at most
+# and the AVX-512 cases skip (they run in the release and ASan builds).
+# For the command-line suites, pass a wrapper as their EDGEC argument, e.g.
+#   printf '#!/bin/sh\nexport OMP_WAIT_POLICY=passive\nexec valgrind -q --error-exitcode=99 \
+#     --log-file=/tmp/vg.%%p.log build-vg/edgec "$@"\n' > /tmp/vg-edgec
+# (OMP_WAIT_POLICY set: edgec otherwise re-executes itself, which valgrind refuses).
 # Prints "valgrind: N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
