@@ -205,12 +205,17 @@ static void check_golden_q4_k_m(const char *model)
                     max_diff(lg + (size_t)r * g.n_vocab, g.logits + (size_t)r * g.n_vocab, g.n_vocab));
     /* The issue's target is 1e-2 x max|logit|. With the integer block dot
      * products in llama.cpp's order (ec_matmul_qdot) stories260K's logits
-     * are llama.cpp's bit for bit on an AVX-512 machine (its F16 ffn_down
-     * runs the F32 tile, whose order follows the ISA) and stories-student-256
-     * measures 7.4e-3: rows 0-5 agree to 1 ulp, later rows differ where an
-     * activation lands on the other side of an int8 rounding boundary. With
-     * float dot products instead (EDGEC_NO_QDOT) they were 1.19e-2 / 1.04e-2. */
+     * are llama.cpp's bit for bit (measured with the portable, AVX2 and
+     * AVX-512 tiles for its F16 ffn_down: fp16 products sum exactly there),
+     * so that is held exactly; stories-student-256 measures 7.4e-3: rows
+     * 0-5 agree to 1 ulp, later rows differ where an activation lands on the
+     * other side of an int8 rounding boundary (ggml's SIMD expf in softmax
+     * and SiLU is not reproduced). With float dot products instead
+     * (EDGEC_NO_QDOT) they were 1.19e-2 / 1.04e-2. */
     cr_expect_leq(df, 1e-2 * mx, "%s: max|diff| %g > 1e-2 x %g", model, df, mx);
+    if (strcmp(model, "stories260K") == 0)
+        cr_expect_eq(df, 0.0, "stories260K: Q4_K_M logits no longer llama.cpp's bit for bit "
+                              "(max|diff| %g)", df);
     cr_expect_geq(agree, N_GOLDEN - 1, "%s: argmax %d/%d", model, agree, N_GOLDEN);
     free(lg);
     ec_engine_free(e);
