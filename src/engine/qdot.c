@@ -12,8 +12,11 @@
  * The integer sums are exact in any order, so only this float part fixes
  * the bits. Q4_K adds the mins through four more lanes (ggml's acc_m).
  * Weights: Q4_0, Q5_0, Q8_0 (with Q8_0 activations), Q4_K, Q6_K (Q8_K).
- * The kernels are scalar and plain; each (row, token) output is computed by
- * one thread, so results do not depend on the thread count. */
+ * The scalar kernels are the definition; the AVX2 kernels (rows unpacked
+ * once, four tokens per weight load) compute the same integer lanes with
+ * maddubs/madd and the same float steps, so they give the same bits
+ * (test_engine checks this per type). Each (row, token) output is computed
+ * by one thread, so results do not depend on the thread count. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
