@@ -42,27 +42,42 @@ if command -v clang >/dev/null && [ "${EDGEC_FUZZ_SECONDS:-60}" -gt 0 ]; then
     fi
     # shellcheck disable=SC2046
     ninja -C build-fuzz $(for t in $fz_targets; do echo "tests/fuzz/fuzz_$t"; done) >/dev/null || fail=1
-    fz_log=$(mktemp)
+    fz_dir=$(mktemp -d)
+    fuzz_one() { # target: output to $fz_dir/target, exit status to $fz_dir/target.rc
+        EDGEC_FUZZ_NOBUILD=1 bash scripts/fuzz.sh "$1" "${EDGEC_FUZZ_SECONDS:-60}" >"$fz_dir/$1" 2>&1
+        echo $? >"$fz_dir/$1.rc"
+    }
     set -- $fz_targets
     while [ $# -gt 0 ]; do
-        EDGEC_FUZZ_NOBUILD=1 bash scripts/fuzz.sh "$1" "${EDGEC_FUZZ_SECONDS:-60}" >>"$fz_log" 2>&1 &
+        fuzz_one "$1" &
         p1=$!; p2=""
-        if [ $# -gt 1 ]; then
-            EDGEC_FUZZ_NOBUILD=1 bash scripts/fuzz.sh "$2" "${EDGEC_FUZZ_SECONDS:-60}" >>"$fz_log.2" 2>&1 &
-            p2=$!
-        fi
-        wait $p1 || fail=1
-        [ -n "$p2" ] && { wait $p2 || fail=1; }
+        if [ $# -gt 1 ]; then fuzz_one "$2" & p2=$!; fi
+        wait $p1
+        [ -n "$p2" ] && wait $p2
         shift; [ $# -gt 0 ] && shift
     done
-    cat "$fz_log.2" >>"$fz_log" 2>/dev/null
-    grep -E '^fuzz [a-z_]+:|crash-|timeout-|leak-|ERROR' "$fz_log"
-    n_t=$(grep -c '^fuzz [a-z_]*:' "$fz_log")
-    execs=$(sed -n 's/^fuzz [a-z_]*: \([0-9]*\) runs.*/\1/p' "$fz_log" | awk '{s += $1} END {print s + 0}')
-    crashes=$(sed -n 's/.*, \([0-9]*\) crash\/timeout\/leak artifacts/\1/p' "$fz_log" | awk '{s += $1} END {print s + 0}')
-    extra+=("fuzz: $n_t targets, $execs execs, $crashes crashes")
-    echo "fuzz: $n_t targets, $execs execs, $crashes crashes"
-    rm -f "$fz_log" "$fz_log.2"
+    n_t=0; execs=0; crashes=0
+    for t in $fz_targets; do
+        line=$(grep -E "^fuzz $t: [0-9]+ runs" "$fz_dir/$t")
+        rc=$(cat "$fz_dir/$t.rc" 2>/dev/null || echo 255)
+        if [ -z "$line" ] || [ "$rc" != 0 ]; then
+            # a crash, or the script stopped before fuzzing: show all it printed
+            echo "fuzz $t: FAILED (exit $rc); its output:"
+            sed 's/^/  /' "$fz_dir/$t"
+            fail=1
+            [ -z "$line" ] && continue
+        else
+            grep -E "^fuzz $t: note:" "$fz_dir/$t"
+            echo "$line"
+        fi
+        n_t=$((n_t + 1))
+        execs=$((execs + $(echo "$line" | sed -n 's/^fuzz [a-z_]*: \([0-9]*\) runs.*/\1/p')))
+        crashes=$((crashes + $(echo "$line" | sed -n 's/.*, \([0-9]*\) crash\/timeout\/leak artifacts/\1/p')))
+    done
+    n_all=$(echo $fz_targets | wc -w)
+    extra+=("fuzz: $n_t of $n_all targets ran, $execs execs, $crashes crashes")
+    echo "fuzz: $n_t of $n_all targets ran, $execs execs, $crashes crashes"
+    rm -rf "$fz_dir"
 elif [ "${CI:-}" = true ]; then
     echo "fuzz: clang missing under CI=true" >&2
     fail=1
