@@ -555,7 +555,263 @@ QD_AVX2 static float dot_q6_k_avx2(const struct kq_row *k, const int8_t *q, cons
 }
 #endif
 
-static int qdot_isa = -1; /* 0 scalar, 1 AVX2 */
+/* ---- AVX-512 VNNI versions: two weight rows per 512-bit vector ----
+ *
+ * A row pair is packed once: per 32-element chunk, row r's 32 values in the
+ * low half and row r+1's in the high half, the fp16 scales as floats in the
+ * same halves. The activations are stored offset to unsigned bytes
+ * (q + 128), so one vpdpbusd (or vpmaddubsw + vpdpwssd for the K-quants'
+ * sub-block scales) gives, per 32-bit lane, the sum over 4 neighbouring
+ * elements of (q + 128) w; the 128 x sum(w) part depends on the weights only
+ * and is subtracted by starting each block's sums at -128 x sum(w) (packed
+ * with the row). The integer lane sums are then exactly those of the scalar
+ * kernels, and the float steps are the same per half, so the bits are too.
+ * Two pairs (four rows) x four tokens per tile: each activation load serves
+ * four rows, each weight load four tokens. */
+#ifdef EC_QDOT_X86
+#define QD_512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")))
+#define QD_512_IN __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma"), \
+                                 always_inline)) static inline
+
+/* one packed row pair; n_blocks blocks of qk elements */
+struct qd_pair {
+    int8_t *w;     /* [n / 32][64]: 32 values of each row per chunk (K: 0..15 or -32..31) */
+    int16_t *sc;   /* K-quants: [n / 32][32]: the scale of each int16 pair, per half */
+    int32_t *corr; /* [nb][16]: -128 x the lane sums of w (times the scales) */
+    float *dw;     /* [nb][16]: d of each row, 8 copies per half */
+    float *dmin;   /* Q4_K: [nb][8]: dmin of each row, 4 copies per half */
+    int16_t *mn;   /* Q4_K: [nb][16]: the 8 mins of each row */
+};
+
+static bool qd_pair_alloc(struct qd_pair *p, int64_t n, int64_t nb)
+{
+    p->w = malloc((size_t)(2 * n));
+    p->sc = malloc(sizeof(int16_t) * (size_t)(2 * n));
+    p->corr = malloc(sizeof(int32_t) * 16 * (size_t)nb);
+    p->dw = malloc(sizeof(float) * 16 * (size_t)nb);
+    p->dmin = malloc(sizeof(float) * 8 * (size_t)nb);
+    p->mn = malloc(sizeof(int16_t) * 16 * (size_t)nb);
+    return p->w && p->sc && p->corr && p->dw && p->dmin && p->mn;
+}
+
+static void qd_pair_free(struct qd_pair *p)
+{
+    free(p->w);
+    free(p->sc);
+    free(p->corr);
+    free(p->dw);
+    free(p->dmin);
+    free(p->mn);
+}
+
+/* Pack rows r0 and r1 (r1 may equal r0). kr is scratch for one unpacked
+ * row (values, scales, fp16 scales as floats). */
+static void qd_pack_pair(enum ec_dtype t, const uint8_t *row0, const uint8_t *row1,
+                         size_t blk_bytes, int64_t nb, struct kq_row *kr, struct qd_pair *p)
+{
+    const bool kq = t == EC_Q4_K || t == EC_Q6_K;
+    const int64_t qk = kq ? 256 : 32;
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *row = h ? row1 : row0;
+        if (kq)
+            kq_unpack_row(t, row, nb, kr);
+        else
+            for (int64_t b = 0; b < nb; b++)
+                unpack_legacy(t, row + (size_t)b * blk_bytes, (int8_t *)kr->w + 32 * b, &kr->dw[b]);
+        for (int64_t b = 0; b < nb; b++) {
+            const int16_t *sc = kr->sc + 16 * b;
+            int32_t lane[8] = {0};
+            for (int64_t c = 0; c < qk / 32; c++) { /* 32-element chunks of the block */
+                const int64_t ch = b * (qk / 32) + c;
+                int8_t *wo = p->w + 64 * ch + 32 * h;
+                int16_t *so = p->sc + 32 * ch + 16 * h;
+                for (int e = 0; e < 32; e++) {
+                    int v, s = 1;
+                    if (t == EC_Q4_K) {
+                        v = kr->w[256 * b + 32 * c + e];
+                        s = sc[c];
+                    } else if (t == EC_Q6_K) {
+                        v = kr->w[256 * b + 32 * c + e] - 32;
+                        s = sc[2 * c + e / 16];
+                    } else {
+                        v = ((const int8_t *)kr->w)[32 * b + e];
+                    }
+                    wo[e] = (int8_t)v;
+                    if (e % 2 == 0)
+                        so[e / 2] = (int16_t)s;
+                    lane[e / 4] += s * v;
+                }
+            }
+            for (int m = 0; m < 8; m++) {
+                p->corr[16 * b + 8 * h + m] = -128 * lane[m];
+                p->dw[16 * b + 8 * h + m] = kq ? kr->dw[2 * b] : kr->dw[b];
+            }
+            if (t == EC_Q4_K) {
+                for (int m = 0; m < 4; m++)
+                    p->dmin[8 * b + 4 * h + m] = kr->dw[2 * b + 1];
+                for (int j = 0; j < 8; j++)
+                    p->mn[16 * b + 8 * h + j] = sc[8 + j];
+            }
+        }
+    }
+}
+
+/* the two rows' results from a 16-lane accumulator: hsum8 of each half */
+QD_512_IN void qd_pair_out(__m512 acc, float *o0, float *o1)
+{
+    float a[16];
+    _mm512_storeu_ps(a, acc);
+    *o0 = hsum8(a);
+    *o1 = hsum8(a + 8);
+}
+
+QD_512_IN __m512i qd_bcast32(const uint8_t *p)
+{
+    return _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(const void *)p));
+}
+
+/* out[u][2 * i + h]: token u, row h of pair i; NP pairs x NT tokens */
+QD_512_IN void qd_tile_legacy(const struct qd_pair *const *P, const int NP, const uint8_t *qu,
+                              int64_t ldq, const float *dq, int64_t lddq, const int NT, int64_t nb,
+                              float out[4][4])
+{
+    __m512 acc[2][4];
+    for (int i = 0; i < NP; i++)
+        for (int u = 0; u < NT; u++)
+            acc[i][u] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        __m512i w[2], c[2];
+        __m512 dw[2];
+        for (int i = 0; i < NP; i++) {
+            w[i] = _mm512_loadu_si512(P[i]->w + 64 * b);
+            c[i] = _mm512_loadu_si512(P[i]->corr + 16 * b);
+            dw[i] = _mm512_loadu_ps(P[i]->dw + 16 * b);
+        }
+        for (int u = 0; u < NT; u++) {
+            const __m512i q = qd_bcast32(qu + u * ldq + 32 * b);
+            const __m512 d = _mm512_set1_ps(dq[u * lddq + b]);
+            for (int i = 0; i < NP; i++) {
+                const __m512i s = _mm512_dpbusd_epi32(c[i], q, w[i]);
+                acc[i][u] = _mm512_fmadd_ps(_mm512_mul_ps(dw[i], d), _mm512_cvtepi32_ps(s),
+                                            acc[i][u]);
+            }
+        }
+    }
+    for (int i = 0; i < NP; i++)
+        for (int u = 0; u < NT; u++)
+            qd_pair_out(acc[i][u], &out[u][2 * i], &out[u][2 * i + 1]);
+}
+
+/* Q4_K (mins, with the activations' sub-block sums s16) and Q6_K (no mins) */
+QD_512_IN void qd_tile_k(const struct qd_pair *const *P, const int NP, const bool q4k,
+                         const uint8_t *qu, int64_t ldq, const float *dq, int64_t lddq,
+                         const int16_t *s16, int64_t lds, const int NT, int64_t nb, float out[4][4])
+{
+    __m512 acc[2][4];
+    __m256 accm[2][4];
+    for (int i = 0; i < NP; i++)
+        for (int u = 0; u < NT; u++) {
+            acc[i][u] = _mm512_setzero_ps();
+            accm[i][u] = _mm256_setzero_ps();
+        }
+    for (int64_t b = 0; b < nb; b++) {
+        __m512i s[2][4];
+        for (int i = 0; i < NP; i++) {
+            const __m512i c = _mm512_loadu_si512(P[i]->corr + 16 * b);
+            for (int u = 0; u < NT; u++)
+                s[i][u] = c;
+        }
+        for (int j = 0; j < 8; j++) {
+            const int64_t ch = 8 * b + j;
+            __m512i w[2], sc[2];
+            for (int i = 0; i < NP; i++) {
+                w[i] = _mm512_loadu_si512(P[i]->w + 64 * ch);
+                sc[i] = _mm512_loadu_si512(P[i]->sc + 32 * ch);
+            }
+            for (int u = 0; u < NT; u++) {
+                const __m512i q = qd_bcast32(qu + u * ldq + 32 * ch);
+                for (int i = 0; i < NP; i++)
+                    s[i][u] = _mm512_dpwssd_epi32(s[i][u], _mm512_maddubs_epi16(q, w[i]), sc[i]);
+            }
+        }
+        for (int u = 0; u < NT; u++) {
+            const float dqu = dq[u * lddq + b];
+            const __m512 d = _mm512_set1_ps(dqu);
+            __m256i sb = _mm256_setzero_si256();
+            if (q4k)
+                sb = _mm256_broadcastsi128_si256(
+                    _mm_loadu_si128((const __m128i *)(const void *)(s16 + u * lds + 8 * b)));
+            for (int i = 0; i < NP; i++) {
+                acc[i][u] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_loadu_ps(P[i]->dw + 16 * b), d),
+                                            _mm512_cvtepi32_ps(s[i][u]), acc[i][u]);
+                if (q4k) {
+                    const __m256i mn =
+                        _mm256_loadu_si256((const __m256i *)(const void *)(P[i]->mn + 16 * b));
+                    const __m256 dm =
+                        _mm256_mul_ps(_mm256_set1_ps(-dqu), _mm256_loadu_ps(P[i]->dmin + 8 * b));
+                    accm[i][u] = _mm256_fmadd_ps(dm, _mm256_cvtepi32_ps(_mm256_madd_epi16(mn, sb)),
+                                                 accm[i][u]);
+                }
+            }
+        }
+    }
+    for (int i = 0; i < NP; i++)
+        for (int u = 0; u < NT; u++) {
+            qd_pair_out(acc[i][u], &out[u][2 * i], &out[u][2 * i + 1]);
+            if (q4k) {
+                float m[8];
+                _mm256_storeu_ps(m, accm[i][u]);
+                out[u][2 * i] += (m[0] + m[2]) + (m[1] + m[3]);
+                out[u][2 * i + 1] += (m[4] + m[6]) + (m[5] + m[7]);
+            }
+        }
+}
+
+/* all tokens against NP packed pairs (rows r, r + 1, ...; nrows of them valid) */
+QD_512 static void qd_rows_512(enum ec_dtype t, const struct qd_pair *const *P, int NP,
+                               const uint8_t *qu, const float *dq, const int16_t *s16,
+                               int64_t n_tokens, int64_t n, int64_t nb, float *y, int64_t ldo,
+                               int nrows)
+{
+    for (int64_t t0 = 0; t0 < n_tokens; t0 += 4) {
+        const int nt = n_tokens - t0 >= 4 ? 4 : (int)(n_tokens - t0);
+        float out[4][4];
+        const uint8_t *q = qu + t0 * n;
+        const float *d = dq + t0 * nb;
+        const int16_t *s = s16 ? s16 + t0 * nb * 8 : NULL;
+#define QD_CALL(NP_, NT_)                                                                    \
+    do {                                                                                     \
+        if (t == EC_Q4_K)                                                                    \
+            qd_tile_k(P, NP_, true, q, n, d, nb, s, nb * 8, NT_, nb, out);                   \
+        else if (t == EC_Q6_K)                                                               \
+            qd_tile_k(P, NP_, false, q, n, d, nb, s, nb * 8, NT_, nb, out);                  \
+        else                                                                                 \
+            qd_tile_legacy(P, NP_, q, n, d, nb, NT_, nb, out);                               \
+    } while (0)
+        if (NP == 2) {
+            switch (nt) {
+            case 4: QD_CALL(2, 4); break;
+            case 3: QD_CALL(2, 3); break;
+            case 2: QD_CALL(2, 2); break;
+            default: QD_CALL(2, 1); break;
+            }
+        } else {
+            switch (nt) {
+            case 4: QD_CALL(1, 4); break;
+            case 3: QD_CALL(1, 3); break;
+            case 2: QD_CALL(1, 2); break;
+            default: QD_CALL(1, 1); break;
+            }
+        }
+#undef QD_CALL
+        for (int u = 0; u < nt; u++)
+            for (int r = 0; r < nrows; r++)
+                y[(t0 + u) * ldo + r] = out[u][r];
+    }
+}
+#endif
+
+static int qdot_isa = -1; /* 0 scalar, 1 AVX2, 2 AVX-512 VNNI */
 
 int ec_qdot_set_isa(int max_level)
 {
@@ -563,6 +819,9 @@ int ec_qdot_set_isa(int max_level)
 #ifdef EC_QDOT_X86
     __builtin_cpu_init();
     best = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
+    if (best && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
+        best = 2;
 #endif
     const int lvl = max_level < 0 || max_level > best ? best : max_level;
     __atomic_store_n(&qdot_isa, lvl, __ATOMIC_RELAXED);
@@ -601,7 +860,7 @@ enum ec_status ec_matmul_qdot(const struct ec_linear_view *w, const float *x, in
 #endif
     int32_t *s8 = NULL;
 #ifdef EC_QDOT_X86
-    if (isa == 1 && w->type == EC_Q4_K) {
+    if (isa >= 1 && w->type == EC_Q4_K) {
         s8 = malloc(sizeof(int32_t) * (size_t)(n_tokens * n_blocks * 8));
         if (!s8) {
             free(q);
@@ -619,17 +878,35 @@ enum ec_status ec_matmul_qdot(const struct ec_linear_view *w, const float *x, in
                 act_q8_k(x + t * n, n, q + t * n, dq + t * n_blocks);
             else
                 act_q8_0(x + t * n, n, q + t * n, dq + t * n_blocks);
-            if (s8)
+            if (s8 && isa == 1)
                 kq_token_sums(q + t * n, n_blocks, s8 + t * n_blocks * 8);
+            if (isa == 2) {
+                /* level 2: the sums as int16 (|sum| <= 32 x 128), the values as q + 128 */
+                if (s8) {
+                    int16_t *s16 = (int16_t *)s8 + t * n_blocks * 8;
+                    for (int64_t i = 0; i < n_blocks * 8; i++) {
+                        int32_t sum = 0;
+                        for (int e = 0; e < 32; e++)
+                            sum += q[t * n + 32 * i + e];
+                        s16[i] = (int16_t)sum;
+                    }
+                }
+                for (int64_t i = t * n; i < (t + 1) * n; i++)
+                    q[i] = (int8_t)(uint8_t)((uint8_t)q[i] ^ 0x80u);
+            }
         }
         const size_t blk_bytes = (size_t)(w->row_bytes / (uint64_t)n_blocks);
 #ifdef EC_QDOT_X86
         struct kq_row kr = {0};
-        if (isa == 1) {
+        struct qd_pair pp[2] = {{0}};
+        if (isa >= 1) {
             kr.w = malloc((size_t)n);
             kr.sc = malloc(sizeof(int16_t) * 16 * (size_t)n_blocks);
             kr.dw = malloc(sizeof(float) * 2 * (size_t)n_blocks);
-            if (!kr.w || !kr.sc || !kr.dw) {
+            bool ok = kr.w && kr.sc && kr.dw;
+            if (isa == 2)
+                ok = qd_pair_alloc(&pp[0], n, n_blocks) && qd_pair_alloc(&pp[1], n, n_blocks) && ok;
+            if (!ok) {
 #pragma omp atomic write
                 nomem = true;
             }
@@ -639,6 +916,30 @@ enum ec_status ec_matmul_qdot(const struct ec_linear_view *w, const float *x, in
         bool skip;
 #pragma omp atomic read
         skip = nomem;
+#ifdef EC_QDOT_X86
+        if (isa == 2) {
+            /* four rows (two packed pairs) per work item */
+            const int64_t n_quads = (w->n_out + 3) / 4;
+            const struct qd_pair *P[2] = {&pp[0], &pp[1]};
+            const int16_t *s16 = (const int16_t *)s8;
+#pragma omp for schedule(static)
+            for (int64_t g = 0; g < n_quads; g++) {
+                if (skip)
+                    continue;
+                const int64_t r = 4 * g;
+                const int nr = w->n_out - r >= 4 ? 4 : (int)(w->n_out - r);
+                const uint8_t *rw[4];
+                for (int i = 0; i < 4; i++)
+                    rw[i] = w->data + (uint64_t)(r + (i < nr ? i : nr - 1)) * w->row_bytes;
+                qd_pack_pair(w->type, rw[0], rw[1], blk_bytes, n_blocks, &kr, &pp[0]);
+                if (nr > 2)
+                    qd_pack_pair(w->type, rw[2], rw[3], blk_bytes, n_blocks, &kr, &pp[1]);
+                qd_rows_512(w->type, P, nr > 2 ? 2 : 1, (const uint8_t *)q, dq, s16, n_tokens,
+                            n, n_blocks, y + r, w->n_out, nr);
+            }
+            skip = true; /* the rows are done */
+        }
+#endif
 #pragma omp for schedule(static)
         for (int64_t r = 0; r < w->n_out; r++) {
             if (skip)
@@ -698,6 +999,8 @@ enum ec_status ec_matmul_qdot(const struct ec_linear_view *w, const float *x, in
         free(kr.w);
         free(kr.sc);
         free(kr.dw);
+        qd_pair_free(&pp[0]);
+        qd_pair_free(&pp[1]);
 #endif
     }
     free(s8);

@@ -746,14 +746,14 @@ Test(engine, activations_round_to_q8_0_q8_k_f16)
 
 /* ---- integer block dot products (ec_matmul_qdot) ---- */
 
-/* The AVX2 kernels give the scalar kernels' bits for every supported type,
+/* The AVX2 and AVX-512 VNNI kernels give the scalar kernels' bits for every supported type,
  * token counts on and off the 4-token blocking, several blocks per row and
  * activations with outliers; and the result is the dot product of the
  * dequantized weights with the Q8-rounded activations up to float rounding. */
-Test(engine, qdot_avx2_equals_scalar_and_the_dequantized_product)
+Test(engine, qdot_simd_levels_equal_scalar_and_the_dequantized_product)
 {
     const enum ec_dtype types[] = {EC_Q4_0, EC_Q5_0, EC_Q8_0, EC_Q4_K, EC_Q6_K};
-    const int64_t n_in = 768, n_out = 13, n_tok = 7;
+    const int64_t n_in = 768, n_out = 16, n_tok = 7;
     float *wf = malloc(sizeof(float) * n_out * n_in), *x = malloc(sizeof(float) * n_tok * n_in);
     float *xr = malloc(sizeof(float) * n_tok * n_in), *deq = malloc(sizeof(float) * n_in);
     float *y0 = malloc(sizeof(float) * n_tok * n_out), *y1 = malloc(sizeof(float) * n_tok * n_out);
@@ -775,10 +775,33 @@ Test(engine, qdot_avx2_equals_scalar_and_the_dequantized_product)
         ec_diag_clear(&d);
         cr_assert_eq(ec_qdot_set_isa(0), 0);
         cr_assert_eq(ec_matmul_qdot(&v, x, n_tok, y0, 2, &d), EC_OK, "%s", d.msg);
-        const int lvl = ec_qdot_set_isa(-1);
-        cr_assert_eq(ec_matmul_qdot(&v, x, n_tok, y1, 3, &d), EC_OK, "%s", d.msg);
-        cr_expect_eq(memcmp(y0, y1, sizeof(float) * n_tok * n_out), 0,
-                     "%s: level %d differs from the scalar kernels", ec_dtype_name(t), lvl);
+        const int top = ec_qdot_set_isa(-1);
+        int lvl = 0, n_diff = 0;
+        for (int l = 1; l <= top; l++) { /* every SIMD level this CPU has */
+            lvl = ec_qdot_set_isa(l);
+            cr_assert_eq(lvl, l);
+            cr_assert_eq(ec_matmul_qdot(&v, x, n_tok, y1, 3, &d), EC_OK, "%s", d.msg);
+            n_diff += memcmp(y0, y1, sizeof(float) * n_tok * n_out) != 0;
+            cr_expect_eq(memcmp(y0, y1, sizeof(float) * n_tok * n_out), 0,
+                         "%s: level %d differs from the scalar kernels", ec_dtype_name(t), l);
+            /* row and token counts off the kernels' 4-row / 4-token tiles */
+            const int64_t shapes[][2] = {{13, 7}, {14, 6}, {15, 5}, {3, 2}, {2, 1}, {1, 3}};
+            for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+                struct ec_linear_view vs = v;
+                vs.n_out = shapes[k][0];
+                const int64_t nt = shapes[k][1];
+                cr_assert_eq(ec_matmul_qdot(&vs, x, nt, y1, 2, &d), EC_OK, "%s", d.msg);
+                for (int64_t tk = 0; tk < nt; tk++) {
+                    const bool same = memcmp(y1 + tk * vs.n_out, y0 + tk * n_out,
+                                             sizeof(float) * (size_t)vs.n_out) == 0;
+                    n_diff += !same;
+                    cr_expect(same,
+                                 "%s: level %d, %lld rows x %lld tokens: token %lld differs",
+                                 ec_dtype_name(t), l, (long long)vs.n_out, (long long)nt,
+                                 (long long)tk);
+                }
+            }
+        }
         /* against sum_i deq(w)[i] * round(x)[i] in double */
         ec_round_activations(t, x, n_tok, n_in, xr);
         double worst = 0.0;
@@ -794,10 +817,10 @@ Test(engine, qdot_avx2_equals_scalar_and_the_dequantized_product)
                 worst = e > worst ? e : worst;
             }
         }
-        fprintf(stderr, "[engine] qdot %s: level %d %s the scalar kernels; vs dequantized product "
+        fprintf(stderr, "[engine] qdot %s: levels 1..%d %s the scalar kernels; vs dequantized product "
                         "%.2g x sum|w x|\n",
                 ec_dtype_name(t), lvl,
-                memcmp(y0, y1, sizeof(float) * n_tok * n_out) ? "DIFFERS from" : "equals", worst);
+                n_diff ? "DIFFER from" : "equal", worst);
         cr_expect_lt(worst, 1e-5, "%s: %.3g", ec_dtype_name(t), worst);
         free(wq);
     }
