@@ -135,7 +135,8 @@ static float dot_row1(const float *restrict w0, const float *restrict x, int64_t
  * dimension it loads NR row vectors and NT token vectors and issues NR x NT
  * fused multiply-adds into accumulators that stay in registers, so the loads
  * no longer bound the loop. AVX2 uses 2 x 6 tiles (12 of 16 ymm registers as
- * accumulators), AVX-512 4 x 6 (24 of 32 zmm). Each output is still one
+ * accumulators), AVX-512 4 x 6 (24 of 32 zmm, walking long rows in k-chunks
+ * with the lane sums carried, so the chunking keeps the bits). Each output is still one
  * thread's fixed-order sum (lanes, then a fixed reduction, then the tail),
  * so results do not depend on the thread count; they differ from the
  * portable kernel by FMA's single rounding and the lane count, within the
@@ -249,15 +250,21 @@ AVX512_IN float hsum512(__m512 v)
     return hsum256(_mm256_add_ps(lo, hi));
 }
 
+/* One k-chunk [k0, k1) of an NR x NT tile. The 16-lane partial sums are
+ * carried between chunks in acc_buf (NT x NR x 16 floats), so every lane
+ * sees the same fused multiply-adds in the same order as one pass over the
+ * whole row would give: the chunking changes where the data is, not the
+ * bits. On the last chunk the lanes are reduced (hsum512), the tail k >= n16
+ * is added one product at a time, and the results are written. */
 AVX512_IN void tile_avx512(const float *const *w, const int NR, const float *x, int64_t ldx,
-                           const int NT, int64_t n, float *out, int64_t ldo)
+                           const int NT, int64_t k0, int64_t k1, int64_t n, float *acc_buf,
+                           float *out, int64_t ldo)
 {
     __m512 acc[4][6];
     for (int r = 0; r < NR; r++)
         for (int t = 0; t < NT; t++)
-            acc[r][t] = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
+            acc[r][t] = k0 == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(acc_buf + 16 * (t * NR + r));
+    for (int64_t i = k0; i < k1; i += 16) {
         __m512 wv[4];
         for (int r = 0; r < NR; r++)
             wv[r] = _mm512_loadu_ps(w[r] + i);
@@ -267,38 +274,62 @@ AVX512_IN void tile_avx512(const float *const *w, const int NR, const float *x, 
                 acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
         }
     }
+    const int64_t n16 = n - n % 16;
+    if (k1 < n16) {
+        for (int r = 0; r < NR; r++)
+            for (int t = 0; t < NT; t++)
+                _mm512_storeu_ps(acc_buf + 16 * (t * NR + r), acc[r][t]);
+        return;
+    }
     for (int r = 0; r < NR; r++)
         for (int t = 0; t < NT; t++) {
             float s = hsum512(acc[r][t]);
-            for (int64_t k = i; k < n; k++)
+            for (int64_t k = n16; k < n; k++)
                 s = fmaf(w[r][k], x[t * ldx + k], s);
             out[t * ldo + r] = s;
         }
 }
 
-#define T512(NR, NT) tile_avx512(wr + r, NR, x + t * n, n, NT, n, y + t * ldo + r, ldo)
+/* k-chunk length: six tokens' chunks (6 x 2 KB) stay in L1 while the block's
+ * rows stream from L2; without chunking a long row (n = 5632: 22 KB per
+ * token) pushed the tokens out of L1 and both operands came from L2 */
+#define MM_KC 1024
+
+#define T512(NR, NT)                                                                           \
+    tile_avx512(wr + r, NR, x + t * n, n, NT, k0, k1, n, acc_buf + (r * NT) * 16,              \
+                y + t * ldo + r, ldo)
 AVX512_FN static void rows_avx512(const float *const *wr, int64_t nrows, const float *x,
                                   int64_t n_tokens, int64_t n, float *y, int64_t ldo)
 {
-    /* token groups outer: six tokens' activations stay in L1 while the
-     * block's rows (L2) pass by, instead of all tokens streaming from L3
-     * once per group of rows */
-    const int64_t r4 = nrows - nrows % 4;
+    /* token groups outer, then k-chunks, then the block's rows: a group's
+     * activations for one chunk stay in L1 while the rows pass by */
+    float acc_buf[MM_BLOCK_ROWS * 6 * 16];
+    const int64_t r4 = nrows - nrows % 4, n16 = n - n % 16;
     int64_t t = 0;
-    for (; t + 6 <= n_tokens; t += 6)
-        for (int64_t r = 0; r < r4; r += 4)
-            T512(4, 6);
-    for (; t + 2 <= n_tokens; t += 2)
-        for (int64_t r = 0; r < r4; r += 4)
-            T512(4, 2);
-    for (; t < n_tokens; t++)
-        for (int64_t r = 0; r < r4; r += 4)
-            T512(4, 1);
-    for (int64_t r = r4; r < nrows; r++) {
-        for (t = 0; t + 6 <= n_tokens; t += 6)
-            T512(1, 6);
-        for (; t < n_tokens; t++)
-            T512(1, 1);
+    for (int64_t nt = 6; nt >= 1; nt = nt == 6 ? 2 : nt - 1) {
+        for (; t + nt <= n_tokens; t += nt) {
+            int64_t k0 = 0;
+            do {
+                const int64_t k1 = n16 - k0 > MM_KC ? k0 + MM_KC : n16;
+                for (int64_t r = 0; r < r4; r += 4) {
+                    if (nt == 6)
+                        T512(4, 6);
+                    else if (nt == 2)
+                        T512(4, 2);
+                    else
+                        T512(4, 1);
+                }
+                for (int64_t r = r4; r < nrows; r++) {
+                    if (nt == 6)
+                        T512(1, 6);
+                    else if (nt == 2)
+                        T512(1, 2);
+                    else
+                        T512(1, 1);
+                }
+                k0 = k1;
+            } while (k0 < n16);
+        }
     }
 }
 #undef T512

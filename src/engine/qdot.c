@@ -610,7 +610,6 @@ static void qd_pack_pair(enum ec_dtype t, const uint8_t *row0, const uint8_t *ro
                          size_t blk_bytes, int64_t nb, struct kq_row *kr, struct qd_pair *p)
 {
     const bool kq = t == EC_Q4_K || t == EC_Q6_K;
-    const int64_t qk = kq ? 256 : 32;
     for (int h = 0; h < 2; h++) {
         const uint8_t *row = h ? row1 : row0;
         if (kq)
@@ -621,25 +620,36 @@ static void qd_pack_pair(enum ec_dtype t, const uint8_t *row0, const uint8_t *ro
         for (int64_t b = 0; b < nb; b++) {
             const int16_t *sc = kr->sc + 16 * b;
             int32_t lane[8] = {0};
-            for (int64_t c = 0; c < qk / 32; c++) { /* 32-element chunks of the block */
-                const int64_t ch = b * (qk / 32) + c;
+            if (!kq) {
+                const int8_t *src = (const int8_t *)kr->w + 32 * b;
+                memcpy(p->w + 64 * b + 32 * h, src, 32);
+                for (int e = 0; e < 32; e++)
+                    lane[e / 4] += src[e];
+            }
+            for (int64_t c = 0; kq && c < 8; c++) { /* 32-element chunks of the block */
+                const int64_t ch = b * 8 + c;
+                const uint8_t *src = kr->w + 256 * b + 32 * c;
                 int8_t *wo = p->w + 64 * ch + 32 * h;
                 int16_t *so = p->sc + 32 * ch + 16 * h;
-                for (int e = 0; e < 32; e++) {
-                    int v, s = 1;
-                    if (t == EC_Q4_K) {
-                        v = kr->w[256 * b + 32 * c + e];
-                        s = sc[c];
-                    } else if (t == EC_Q6_K) {
-                        v = kr->w[256 * b + 32 * c + e] - 32;
-                        s = sc[2 * c + e / 16];
-                    } else {
-                        v = ((const int8_t *)kr->w)[32 * b + e];
+                int32_t part[8] = {0};
+                if (t == EC_Q4_K) {
+                    for (int e = 0; e < 32; e++) {
+                        wo[e] = (int8_t)src[e];
+                        part[e / 4] += src[e];
                     }
-                    wo[e] = (int8_t)v;
-                    if (e % 2 == 0)
-                        so[e / 2] = (int16_t)s;
-                    lane[e / 4] += s * v;
+                    for (int e = 0; e < 16; e++)
+                        so[e] = sc[c];
+                    for (int m = 0; m < 8; m++)
+                        lane[m] += sc[c] * part[m];
+                } else { /* Q6_K: -32..31, a scale per 16 elements */
+                    for (int e = 0; e < 32; e++) {
+                        wo[e] = (int8_t)(src[e] - 32);
+                        part[e / 4] += src[e] - 32;
+                    }
+                    for (int e = 0; e < 16; e++)
+                        so[e] = sc[2 * c + e / 8];
+                    for (int m = 0; m < 8; m++)
+                        lane[m] += sc[2 * c + m / 4] * part[m];
                 }
             }
             for (int m = 0; m < 8; m++) {

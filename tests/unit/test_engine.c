@@ -550,6 +550,65 @@ Test(engine, matmul_fast_matches_reference)
     fprintf(stderr, "[engine] matmul fast vs ref (kernel levels 0..%d): worst |diff| / sum|w x| = %.3g\n", top, worst);
 }
 
+/* The AVX-512 F32 kernel, spelled out: 16 lanes, each a chain of fused
+ * multiply-adds over k = lane, lane + 16, ...; the lanes reduced as
+ * hsum512 does (halves, then quarters, then pairs); the tail k >= n - n % 16
+ * added one fmaf at a time. It walks long rows in k-chunks carrying the lane
+ * sums, which must not change a bit: rows here span several chunks. */
+static float avx512_dot_spec(const float *w, const float *x, int64_t n)
+{
+    float a[16] = {0};
+    const int64_t n16 = n - n % 16;
+    for (int64_t i = 0; i < n16; i += 16)
+        for (int l = 0; l < 16; l++)
+            a[l] = fmaf(w[i + l], x[i + l], a[l]);
+    float b[8], c[4];
+    for (int l = 0; l < 8; l++)
+        b[l] = a[l] + a[l + 8];
+    for (int l = 0; l < 4; l++)
+        c[l] = b[l] + b[l + 4];
+    float s = (c[0] + c[2]) + (c[1] + c[3]);
+    for (int64_t k = n16; k < n; k++)
+        s = fmaf(w[k], x[k], s);
+    return s;
+}
+
+Test(engine, matmul_avx512_is_its_lane_spec_across_k_chunks)
+{
+    if (ec_matmul_set_isa(-1) < 2) {
+        ec_matmul_set_isa(-1);
+        cr_skip_test("this CPU has no AVX-512 (the kernel is not used here)");
+    }
+    const int64_t n_ins[] = {2500, 1024, 4096 + 16 * 3 + 7};
+    const int64_t n_out = 37, n_tok = 13;
+    for (size_t a = 0; a < sizeof n_ins / sizeof n_ins[0]; a++) {
+        const int64_t n_in = n_ins[a];
+        float *w = malloc(sizeof(float) * (size_t)(n_in * n_out));
+        float *x = malloc(sizeof(float) * (size_t)(n_in * n_tok));
+        float *y = malloc(sizeof(float) * (size_t)(n_out * n_tok));
+        for (int64_t i = 0; i < n_in * n_out; i++)
+            w[i] = rnd();
+        for (int64_t i = 0; i < n_in * n_tok; i++)
+            x[i] = rnd();
+        struct ec_linear_view v = {EC_F32, (const uint8_t *)w, (uint64_t)n_in * 4, n_in, n_out};
+        struct ec_diag d;
+        ec_diag_clear(&d);
+        cr_assert_eq(ec_matmul_fast(&v, x, n_tok, y, 2, &d), EC_OK);
+        int64_t n_diff = 0;
+        for (int64_t t = 0; t < n_tok; t++)
+            for (int64_t r = 0; r < n_out; r++) {
+                const float e = avx512_dot_spec(w + r * n_in, x + t * n_in, n_in);
+                n_diff += memcmp(&e, &y[t * n_out + r], sizeof e) != 0;
+            }
+        cr_expect_eq(n_diff, 0, "n_in %lld: %lld of %lld outputs differ from the lane spec",
+                     (long long)n_in, (long long)n_diff, (long long)(n_out * n_tok));
+        free(w);
+        free(x);
+        free(y);
+    }
+    ec_matmul_set_isa(-1);
+}
+
 Test(engine, reference_matmul_engine_matches_fast_engine)
 {
     struct golden g;
