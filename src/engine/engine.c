@@ -909,9 +909,83 @@ __attribute__((target("avx2"))) static void att_item_avx2(const float *restrict 
     for (uint32_t c = 0; c < hd; c++)
         out[c] = (float)acc[c];
 }
+
+/* AVX-512: eight products widened at once. A key's lane vector holds the
+ * AVX2 version's two 4-double accumulators side by side (lanes 0-3: the low
+ * four products of each step, 4-7: the high four), and a P.V accumulator
+ * eight columns, so every double addition is the one the generic loops make,
+ * in the same order: the same bits. */
+#define ATT_512 __attribute__((target("avx512f,avx512dq,avx2")))
+ATT_512 static inline __m256d att_lanes_512(const float *q, const float *k, uint32_t n)
+{
+    __m512d s = _mm512_setzero_pd();
+    for (uint32_t i = 0; i + 8 <= n; i += 8)
+        s = _mm512_add_pd(s, _mm512_cvtps_pd(_mm256_mul_ps(_mm256_loadu_ps(q + i),
+                                                           _mm256_loadu_ps(k + i))));
+    return _mm256_add_pd(_mm512_castpd512_pd256(s), _mm512_extractf64x4_pd(s, 1));
+}
+
+ATT_512 static void att_item_avx512(const float *restrict q, const float *k, const float *v,
+                                    size_t stride, uint32_t n_keys, uint32_t hd, float scale,
+                                    bool f16, float *restrict sc, double *restrict acc,
+                                    float *restrict out)
+{
+    float mx = -INFINITY;
+    uint32_t j = 0;
+    for (; j + 4 <= n_keys; j += 4) {
+        const float *kj = k + j * stride;
+        const __m256d v0 = att_lanes_512(q, kj, hd), v1 = att_lanes_512(q, kj + stride, hd);
+        const __m256d v2 = att_lanes_512(q, kj + 2 * stride, hd);
+        const __m256d v3 = att_lanes_512(q, kj + 3 * stride, hd);
+        const __m256d t0 = _mm256_unpacklo_pd(v0, v1), t1 = _mm256_unpackhi_pd(v0, v1);
+        const __m256d t2 = _mm256_unpacklo_pd(v2, v3), t3 = _mm256_unpackhi_pd(v2, v3);
+        const __m256d a = _mm256_add_pd(_mm256_permute2f128_pd(t0, t2, 0x20),
+                                        _mm256_permute2f128_pd(t0, t2, 0x31));
+        const __m256d b = _mm256_add_pd(_mm256_permute2f128_pd(t1, t3, 0x20),
+                                        _mm256_permute2f128_pd(t1, t3, 0x31));
+        double r[4];
+        _mm256_storeu_pd(r, _mm256_add_pd(a, b));
+        mx = att_emit4(r, q, kj, stride, hd, scale, sc + j, mx);
+    }
+    for (; j < n_keys; j++) {
+        const float *kj = k + j * stride;
+        double r[4];
+        _mm256_storeu_pd(r, att_lanes_512(q, kj, hd));
+        const float s = (float)att_dot_tail((r[0] + r[2]) + (r[1] + r[3]), q, kj, hd) * scale;
+        sc[j] = s;
+        mx = s > mx ? s : mx;
+    }
+    att_softmax(sc, n_keys, mx, f16);
+    uint32_t i = 0;
+    for (; i + 32 <= hd; i += 32) {
+        __m512d a0 = _mm512_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
+        for (uint32_t jj = 0; jj < n_keys; jj++) {
+            const float *vj = v + jj * stride + i;
+            const __m256 pj = _mm256_set1_ps(sc[jj]);
+            a0 = _mm512_add_pd(a0, _mm512_cvtps_pd(_mm256_mul_ps(pj, _mm256_loadu_ps(vj))));
+            a1 = _mm512_add_pd(a1, _mm512_cvtps_pd(_mm256_mul_ps(pj, _mm256_loadu_ps(vj + 8))));
+            a2 = _mm512_add_pd(a2, _mm512_cvtps_pd(_mm256_mul_ps(pj, _mm256_loadu_ps(vj + 16))));
+            a3 = _mm512_add_pd(a3, _mm512_cvtps_pd(_mm256_mul_ps(pj, _mm256_loadu_ps(vj + 24))));
+        }
+        _mm512_storeu_pd(acc + i, a0);
+        _mm512_storeu_pd(acc + i + 8, a1);
+        _mm512_storeu_pd(acc + i + 16, a2);
+        _mm512_storeu_pd(acc + i + 24, a3);
+    }
+    for (; i + 8 <= hd; i += 8) {
+        __m512d a0 = _mm512_setzero_pd();
+        for (uint32_t jj = 0; jj < n_keys; jj++)
+            a0 = _mm512_add_pd(a0, _mm512_cvtps_pd(_mm256_mul_ps(
+                                       _mm256_set1_ps(sc[jj]), _mm256_loadu_ps(v + jj * stride + i))));
+        _mm512_storeu_pd(acc + i, a0);
+    }
+    att_pv_tail(acc, sc, v, stride, n_keys, hd, i);
+    for (uint32_t c = 0; c < hd; c++)
+        out[c] = (float)acc[c];
+}
 #endif
 
-static int att_isa = -1; /* 0 generic, 1 AVX2 */
+static int att_isa = -1; /* 0 generic, 1 AVX2, 2 AVX-512 */
 
 int ec_attention_set_isa(int max_level)
 {
@@ -919,6 +993,8 @@ int ec_attention_set_isa(int max_level)
 #ifdef EC_ATT_AVX2
     __builtin_cpu_init();
     best = __builtin_cpu_supports("avx2") ? 1 : 0;
+    if (best && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq"))
+        best = 2;
 #endif
     int lvl = max_level < 0 || max_level > best ? best : max_level;
     __atomic_store_n(&att_isa, lvl, __ATOMIC_RELAXED);
@@ -933,6 +1009,10 @@ static void att_item(const float *restrict q, const float *k, const float *v, si
     int isa = __atomic_load_n(&att_isa, __ATOMIC_RELAXED);
     if (isa < 0)
         isa = ec_attention_set_isa(-1);
+    if (isa == 2) {
+        att_item_avx512(q, k, v, stride, n_keys, hd, scale, f16, sc, acc, out);
+        return;
+    }
     if (isa == 1) {
         att_item_avx2(q, k, v, stride, n_keys, hd, scale, f16, sc, acc, out);
         return;

@@ -573,6 +573,87 @@ QD_AVX2 static float dot_q6_k_avx2(const struct kq_row *k, const int8_t *q, cons
 #define QD_512_IN __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma"), \
                                  always_inline)) static inline
 
+/* Activations for level 2, the values of act_q8_0 / act_q8_k written as
+ * q + 128 (unsigned). The same steps per element: the block maximum is
+ * exact in any order, q = round half to even (x * id) in float, NaN -> 0,
+ * saturation to int8; fp16 scales through F16C, which rounds to nearest
+ * even like ec_fp32_to_fp16. */
+#define QD_512F __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+QD_512F static inline __m512i qd_round_i32(__m512 v)
+{
+    v = _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    return _mm512_cvtps_epi32(_mm512_maskz_mov_ps((__mmask16)~nan, v));
+}
+
+/* 16 int32 (already in -128..127 or saturated) to q + 128 bytes */
+QD_512F static inline void qd_store_u8(uint8_t *dst, __m512i i32)
+{
+    const __m128i b = _mm512_cvtsepi32_epi8(i32);
+    _mm_storeu_si128((__m128i *)(void *)dst, _mm_xor_si128(b, _mm_set1_epi8((char)0x80)));
+}
+
+QD_512F static float qd_amax(const float *x, int64_t n)
+{
+    __m512 m = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n; i += 16) /* max_ps keeps the second operand on NaN */
+        m = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + i)), m);
+    return _mm512_reduce_max_ps(m);
+}
+
+QD_512F static void act_q8_0_512(const float *x, int64_t n, uint8_t *qu, float *d)
+{
+    for (int64_t b = 0; b < n / 32; b++) {
+        const float *xb = x + b * 32;
+        const float amax = qd_amax(xb, 32);
+        const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        d[b] = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtps_ph(_mm_set_ss(amax / 127.0f),
+                                                       _MM_FROUND_TO_NEAREST_INT)));
+        const __m512 vid = _mm512_set1_ps(id);
+        for (int h = 0; h < 2; h++)
+            qd_store_u8(qu + b * 32 + 16 * h,
+                        qd_round_i32(_mm512_mul_ps(_mm512_loadu_ps(xb + 16 * h), vid)));
+    }
+}
+
+/* s16[b * 8 + j]: the sum of the (signed) values of 32-element group j */
+QD_512F static void act_q8_k_512(const float *x, int64_t n, uint8_t *qu, float *d, int16_t *s16)
+{
+    for (int64_t b = 0; b < n / 256; b++) {
+        const float *xb = x + b * 256;
+        const float amax = qd_amax(xb, 256);
+        if (amax == 0.0f) {
+            d[b] = 0.0f;
+            memset(qu + b * 256, 0x80, 256);
+            for (int j = 0; s16 && j < 8; j++)
+                s16[b * 8 + j] = 0;
+            continue;
+        }
+        float mx = amax; /* the first element of that magnitude, with its sign */
+        for (int i = 0; i < 256; i += 16) {
+            const __mmask16 k = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_loadu_ps(xb + i)),
+                                                   _mm512_set1_ps(amax), _CMP_EQ_OQ);
+            if (k) {
+                mx = xb[i + __builtin_ctz(k)];
+                break;
+            }
+        }
+        const float iscale = -127.0f / mx;
+        d[b] = 1.0f / iscale;
+        const __m512 vs = _mm512_set1_ps(iscale);
+        for (int j = 0; j < 8; j++) {
+            const __m512i a = qd_round_i32(_mm512_mul_ps(_mm512_loadu_ps(xb + 32 * j), vs));
+            const __m512i c = qd_round_i32(_mm512_mul_ps(_mm512_loadu_ps(xb + 32 * j + 16), vs));
+            /* the values are within -127..127 here (|iscale x| <= 127), so the
+             * int32 sum is the sum of the stored bytes */
+            if (s16)
+                s16[b * 8 + j] = (int16_t)_mm512_reduce_add_epi32(_mm512_add_epi32(a, c));
+            qd_store_u8(qu + b * 256 + 32 * j, a);
+            qd_store_u8(qu + b * 256 + 32 * j + 16, c);
+        }
+    }
+}
+
 /* one packed row pair; n_blocks blocks of qk elements */
 struct qd_pair {
     int8_t *w;     /* [n / 32][64]: 32 values of each row per chunk (K: 0..15 or -32..31) */
@@ -606,27 +687,30 @@ static void qd_pair_free(struct qd_pair *p)
 
 /* Pack rows r0 and r1 (r1 may equal r0). kr is scratch for one unpacked
  * row (values, scales, fp16 scales as floats). */
-static void qd_pack_pair(enum ec_dtype t, const uint8_t *row0, const uint8_t *row1,
+QD_512 static void qd_pack_pair(enum ec_dtype t, const uint8_t *row0, const uint8_t *row1,
                          size_t blk_bytes, int64_t nb, struct kq_row *kr, struct qd_pair *p)
 {
     const bool kq = t == EC_Q4_K || t == EC_Q6_K;
     for (int h = 0; h < 2; h++) {
         const uint8_t *row = h ? row1 : row0;
-        if (kq)
-            kq_unpack_row(t, row, nb, kr);
-        else
-            for (int64_t b = 0; b < nb; b++)
-                unpack_legacy(t, row + (size_t)b * blk_bytes, (int8_t *)kr->w + 32 * b, &kr->dw[b]);
+        if (!kq) { /* legacy: values, lane sums and scale straight from the block */
+            for (int64_t b = 0; b < nb; b++) {
+                float dwb;
+                const __m256i wv = legacy_w_avx2(t, row + (size_t)b * blk_bytes, &dwb);
+                _mm256_storeu_si256((__m256i *)(void *)(p->w + 64 * b + 32 * h), wv);
+                const __m256i lane = _mm256_madd_epi16(
+                    _mm256_maddubs_epi16(_mm256_set1_epi8(1), wv), _mm256_set1_epi16(1));
+                _mm256_storeu_si256((__m256i *)(void *)(p->corr + 16 * b + 8 * h),
+                                    _mm256_mullo_epi32(lane, _mm256_set1_epi32(-128)));
+                _mm256_storeu_ps(p->dw + 16 * b + 8 * h, _mm256_set1_ps(dwb));
+            }
+            continue;
+        }
+        kq_unpack_row(t, row, nb, kr);
         for (int64_t b = 0; b < nb; b++) {
             const int16_t *sc = kr->sc + 16 * b;
             int32_t lane[8] = {0};
-            if (!kq) {
-                const int8_t *src = (const int8_t *)kr->w + 32 * b;
-                memcpy(p->w + 64 * b + 32 * h, src, 32);
-                for (int e = 0; e < 32; e++)
-                    lane[e / 4] += src[e];
-            }
-            for (int64_t c = 0; kq && c < 8; c++) { /* 32-element chunks of the block */
+            for (int64_t c = 0; c < 8; c++) { /* 32-element chunks of the block */
                 const int64_t ch = b * 8 + c;
                 const uint8_t *src = kr->w + 256 * b + 32 * c;
                 int8_t *wo = p->w + 64 * ch + 32 * h;
@@ -654,7 +738,7 @@ static void qd_pack_pair(enum ec_dtype t, const uint8_t *row0, const uint8_t *ro
             }
             for (int m = 0; m < 8; m++) {
                 p->corr[16 * b + 8 * h + m] = -128 * lane[m];
-                p->dw[16 * b + 8 * h + m] = kq ? kr->dw[2 * b] : kr->dw[b];
+                p->dw[16 * b + 8 * h + m] = kr->dw[2 * b];
             }
             if (t == EC_Q4_K) {
                 for (int m = 0; m < 4; m++)
@@ -884,26 +968,22 @@ enum ec_status ec_matmul_qdot(const struct ec_linear_view *w, const float *x, in
     {
 #pragma omp for schedule(static)
         for (int64_t t = 0; t < n_tokens; t++) {
+#ifdef EC_QDOT_X86
+            if (isa == 2) {
+                if (k_quant)
+                    act_q8_k_512(x + t * n, n, (uint8_t *)q + t * n, dq + t * n_blocks,
+                                 s8 ? (int16_t *)s8 + t * n_blocks * 8 : NULL);
+                else
+                    act_q8_0_512(x + t * n, n, (uint8_t *)q + t * n, dq + t * n_blocks);
+                continue;
+            }
+#endif
             if (k_quant)
                 act_q8_k(x + t * n, n, q + t * n, dq + t * n_blocks);
             else
                 act_q8_0(x + t * n, n, q + t * n, dq + t * n_blocks);
             if (s8 && isa == 1)
                 kq_token_sums(q + t * n, n_blocks, s8 + t * n_blocks * 8);
-            if (isa == 2) {
-                /* level 2: the sums as int16 (|sum| <= 32 x 128), the values as q + 128 */
-                if (s8) {
-                    int16_t *s16 = (int16_t *)s8 + t * n_blocks * 8;
-                    for (int64_t i = 0; i < n_blocks * 8; i++) {
-                        int32_t sum = 0;
-                        for (int e = 0; e < 32; e++)
-                            sum += q[t * n + 32 * i + e];
-                        s16[i] = (int16_t)sum;
-                    }
-                }
-                for (int64_t i = t * n; i < (t + 1) * n; i++)
-                    q[i] = (int8_t)(uint8_t)((uint8_t)q[i] ^ 0x80u);
-            }
         }
         const size_t blk_bytes = (size_t)(w->row_bytes / (uint64_t)n_blocks);
 #ifdef EC_QDOT_X86

@@ -395,7 +395,8 @@ Test(engine, logits_bit_identical_for_1_2_3_threads)
     check_threads("models/stories-student-256/model-bf16");
 }
 
-/* The AVX2 attention loops give the generic loops' bits (F16 and F32 KV). */
+/* The AVX2 and AVX-512 attention loops give the generic loops' bits (F16
+ * and F32 KV; head sizes 32 and 8). */
 static void check_attention_isa(const char *rel, bool kv_f16)
 {
     struct golden g;
@@ -404,25 +405,28 @@ static void check_attention_isa(const char *rel, bool kv_f16)
     struct ec_model m;
     open_model(&m, rel);
     struct ec_engine *e0 = new_engine(&m, 64, 2, kv_f16, false);
-    struct ec_engine *e1 = new_engine(&m, 64, 2, kv_f16, false);
     cr_assert_eq(ec_attention_set_isa(0), 0);
     float *a = eval_all(e0, g.tokens, N_GOLDEN);
-    int top = ec_attention_set_isa(-1);
-    float *b = eval_all(e1, g.tokens, N_GOLDEN);
-    fprintf(stderr, "[engine] %s attention generic vs level %d (kv %s): %s\n", rel, top,
-            kv_f16 ? "f16" : "f32",
-            memcmp(a, b, (size_t)N_GOLDEN * g.n_vocab * sizeof(float)) ? "DIFFER" : "identical");
-    cr_expect_eq(memcmp(a, b, (size_t)N_GOLDEN * g.n_vocab * sizeof(float)), 0,
-                 "%s: attention level %d differs from the generic loops", rel, top);
+    const int top = ec_attention_set_isa(-1);
+    for (int lvl = 1; lvl <= top; lvl++) { /* every SIMD level this CPU has */
+        cr_assert_eq(ec_attention_set_isa(lvl), lvl);
+        struct ec_engine *e1 = new_engine(&m, 64, 2, kv_f16, false);
+        float *b = eval_all(e1, g.tokens, N_GOLDEN);
+        const bool same = memcmp(a, b, (size_t)N_GOLDEN * g.n_vocab * sizeof(float)) == 0;
+        fprintf(stderr, "[engine] %s attention generic vs level %d (kv %s): %s\n", rel, lvl,
+                kv_f16 ? "f16" : "f32", same ? "identical" : "DIFFER");
+        cr_expect(same, "%s: attention level %d differs from the generic loops", rel, lvl);
+        free(b);
+        ec_engine_free(e1);
+    }
+    ec_attention_set_isa(-1);
     free(a);
-    free(b);
     ec_engine_free(e0);
-    ec_engine_free(e1);
     ec_model_close(&m);
     ec_safetensors_close(&g.st);
 }
 
-Test(engine, attention_avx2_equals_generic)
+Test(engine, attention_simd_levels_equal_generic)
 {
     check_attention_isa("models/stories-student-256", true);
     check_attention_isa("models/stories-student-256", false);
@@ -888,6 +892,63 @@ Test(engine, qdot_simd_levels_equal_scalar_and_the_dequantized_product)
     free(x);
     free(xr);
     free(deq);
+    free(y0);
+    free(y1);
+}
+
+/* The SIMD levels quantize the activations the scalar way in the corner
+ * cases too: an all-zero row, a block whose largest magnitude occurs with
+ * both signs (the first one sets Q8_K's sign), NaN and infinite values.
+ * Outputs are compared bit for bit (NaN results as "both NaN"). */
+Test(engine, qdot_levels_agree_on_zero_tied_and_nonfinite_activations)
+{
+    const enum ec_dtype types[] = {EC_Q4_0, EC_Q5_0, EC_Q8_0, EC_Q4_K, EC_Q6_K};
+    const int64_t n_in = 512, n_out = 6, n_tok = 6;
+    float *wf = malloc(sizeof(float) * n_out * n_in), *x = malloc(sizeof(float) * n_tok * n_in);
+    float *y0 = malloc(sizeof(float) * n_tok * n_out), *y1 = malloc(sizeof(float) * n_tok * n_out);
+    for (int64_t i = 0; i < n_out * n_in; i++)
+        wf[i] = rnd();
+    for (int64_t i = 0; i < n_tok * n_in; i++)
+        x[i] = rnd();
+    for (int64_t i = 0; i < n_in; i++)
+        x[1 * n_in + i] = 0.0f;            /* token 1: zeros */
+    x[2 * n_in + 40] = -3.0f;              /* token 2: ties, the negative one first */
+    x[2 * n_in + 41] = 3.0f;
+    x[2 * n_in + 300] = 2.5f;
+    x[2 * n_in + 290] = -2.5f;
+    x[3 * n_in + 7] = NAN;                 /* token 3: a NaN */
+    x[4 * n_in + 100] = INFINITY;          /* token 4: infinities */
+    x[4 * n_in + 400] = -INFINITY;
+    x[5 * n_in + 33] = 1e30f;              /* token 5: a huge value */
+    const int top = ec_qdot_set_isa(-1);
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        const enum ec_dtype t = types[ti];
+        const size_t rb = ec_dtype_row_bytes(t, (uint64_t)n_in);
+        uint8_t *wq = malloc(rb * (size_t)n_out);
+        for (int64_t r = 0; r < n_out; r++)
+            ec_dtype_traits(t)->from_f32_ref(wf + r * n_in, wq + (size_t)r * rb, n_in);
+        struct ec_linear_view v = {.type = t, .data = wq, .row_bytes = rb, .n_in = n_in,
+                                   .n_out = n_out};
+        struct ec_diag d;
+        ec_diag_clear(&d);
+        ec_qdot_set_isa(0);
+        cr_assert_eq(ec_matmul_qdot(&v, x, n_tok, y0, 1, &d), EC_OK, "%s", d.msg);
+        for (int l = 1; l <= top; l++) {
+            ec_qdot_set_isa(l);
+            cr_assert_eq(ec_matmul_qdot(&v, x, n_tok, y1, 2, &d), EC_OK, "%s", d.msg);
+            for (int64_t k = 0; k < n_tok * n_out; k++) {
+                const bool same = (isnan(y0[k]) && isnan(y1[k])) ||
+                                  memcmp(&y0[k], &y1[k], sizeof y0[k]) == 0;
+                cr_expect(same, "%s level %d: token %lld row %lld: %a vs scalar %a",
+                          ec_dtype_name(t), l, (long long)(k / n_out), (long long)(k % n_out),
+                          (double)y1[k], (double)y0[k]);
+            }
+        }
+        free(wq);
+    }
+    ec_qdot_set_isa(-1);
+    free(wf);
+    free(x);
     free(y0);
     free(y1);
 }
