@@ -685,10 +685,9 @@ static void qd_pair_free(struct qd_pair *p)
     free(p->mn);
 }
 
-/* Pack rows r0 and r1 (r1 may equal r0). kr is scratch for one unpacked
- * row (values, scales, fp16 scales as floats). */
+/* Pack rows r0 and r1 (r1 may equal r0) straight from their blocks. */
 QD_512 static void qd_pack_pair(enum ec_dtype t, const uint8_t *row0, const uint8_t *row1,
-                         size_t blk_bytes, int64_t nb, struct kq_row *kr, struct qd_pair *p)
+                                size_t blk_bytes, int64_t nb, struct qd_pair *p)
 {
     const bool kq = t == EC_Q4_K || t == EC_Q6_K;
     for (int h = 0; h < 2; h++) {
@@ -706,46 +705,64 @@ QD_512 static void qd_pack_pair(enum ec_dtype t, const uint8_t *row0, const uint
             }
             continue;
         }
-        kq_unpack_row(t, row, nb, kr);
         for (int64_t b = 0; b < nb; b++) {
-            const int16_t *sc = kr->sc + 16 * b;
-            int32_t lane[8] = {0};
-            for (int64_t c = 0; c < 8; c++) { /* 32-element chunks of the block */
-                const int64_t ch = b * 8 + c;
-                const uint8_t *src = kr->w + 256 * b + 32 * c;
-                int8_t *wo = p->w + 64 * ch + 32 * h;
-                int16_t *so = p->sc + 32 * ch + 16 * h;
-                int32_t part[8] = {0};
-                if (t == EC_Q4_K) {
-                    for (int e = 0; e < 32; e++) {
-                        wo[e] = (int8_t)src[e];
-                        part[e / 4] += src[e];
-                    }
-                    for (int e = 0; e < 16; e++)
-                        so[e] = sc[c];
-                    for (int m = 0; m < 8; m++)
-                        lane[m] += sc[c] * part[m];
-                } else { /* Q6_K: -32..31, a scale per 16 elements */
-                    for (int e = 0; e < 32; e++) {
-                        wo[e] = (int8_t)(src[e] - 32);
-                        part[e / 4] += src[e] - 32;
-                    }
-                    for (int e = 0; e < 16; e++)
-                        so[e] = sc[2 * c + e / 8];
-                    for (int m = 0; m < 8; m++)
-                        lane[m] += sc[2 * c + m / 4] * part[m];
-                }
-            }
-            for (int m = 0; m < 8; m++) {
-                p->corr[16 * b + 8 * h + m] = -128 * lane[m];
-                p->dw[16 * b + 8 * h + m] = kr->dw[2 * b];
-            }
+            __m256i v[8];      /* the block's eight 32-element chunks */
+            __m256i scv[8];    /* each chunk's scale per int16 pair */
+            float d;
             if (t == EC_Q4_K) {
+                const struct ec_block_q4_k *x = (const void *)(row + (size_t)b * sizeof *x);
+                d = ec_fp16_to_fp32(x->d);
                 for (int m = 0; m < 4; m++)
-                    p->dmin[8 * b + 4 * h + m] = kr->dw[2 * b + 1];
-                for (int j = 0; j < 8; j++)
-                    p->mn[16 * b + 8 * h + j] = sc[8 + j];
+                    p->dmin[8 * b + 4 * h + m] = ec_fp16_to_fp32(x->dmin);
+                const __m256i m4 = _mm256_set1_epi8(15);
+                for (int j = 0; j < 4; j++) {
+                    const __m256i raw = _mm256_loadu_si256((const __m256i *)(const void *)(x->qs + 32 * j));
+                    v[2 * j] = _mm256_and_si256(raw, m4);
+                    v[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+                }
+                for (int j = 0; j < 8; j++) {
+                    int sc_, mn_;
+                    q4k_scale_min(x->scales, j, &sc_, &mn_);
+                    scv[j] = _mm256_set1_epi16((short)sc_);
+                    p->mn[16 * b + 8 * h + j] = (int16_t)mn_;
+                }
+            } else { /* Q6_K: 4 + 2 bits, minus 32; a scale per 16 elements */
+                const struct ec_block_q6_k *x = (const void *)(row + (size_t)b * sizeof *x);
+                d = ec_fp16_to_fp32(x->d);
+                const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
+                const __m256i m32 = _mm256_set1_epi8(32);
+                for (int h2 = 0; h2 < 2; h2++) {
+                    const __m256i A = _mm256_loadu_si256((const __m256i *)(const void *)(x->ql + 64 * h2));
+                    const __m256i B = _mm256_loadu_si256((const __m256i *)(const void *)(x->ql + 64 * h2 + 32));
+                    const __m256i H = _mm256_loadu_si256((const __m256i *)(const void *)(x->qh + 32 * h2));
+                    __m256i *o = v + 4 * h2;
+                    o[0] = _mm256_or_si256(_mm256_and_si256(A, m4),
+                                           _mm256_and_si256(_mm256_slli_epi16(H, 4), m30));
+                    o[1] = _mm256_or_si256(_mm256_and_si256(B, m4),
+                                           _mm256_and_si256(_mm256_slli_epi16(H, 2), m30));
+                    o[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(A, 4), m4),
+                                           _mm256_and_si256(H, m30));
+                    o[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(B, 4), m4),
+                                           _mm256_and_si256(_mm256_srli_epi16(H, 2), m30));
+                    for (int k = 0; k < 4; k++)
+                        o[k] = _mm256_sub_epi8(o[k], m32);
+                }
+                for (int c = 0; c < 8; c++)
+                    scv[c] = _mm256_set_m128i(_mm_set1_epi16(x->scales[2 * c + 1]),
+                                              _mm_set1_epi16(x->scales[2 * c]));
             }
+            /* corr = -128 x sum over chunks of scale x (sum of 4 neighbours) */
+            __m256i lane = _mm256_setzero_si256();
+            for (int c = 0; c < 8; c++) {
+                const int64_t ch = b * 8 + c;
+                _mm256_storeu_si256((__m256i *)(void *)(p->w + 64 * ch + 32 * h), v[c]);
+                _mm256_storeu_si256((__m256i *)(void *)(p->sc + 32 * ch + 16 * h), scv[c]);
+                lane = _mm256_add_epi32(
+                    lane, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), v[c]), scv[c]));
+            }
+            _mm256_storeu_si256((__m256i *)(void *)(p->corr + 16 * b + 8 * h),
+                                _mm256_mullo_epi32(lane, _mm256_set1_epi32(-128)));
+            _mm256_storeu_ps(p->dw + 16 * b + 8 * h, _mm256_set1_ps(d));
         }
     }
 }
@@ -753,10 +770,22 @@ QD_512 static void qd_pack_pair(enum ec_dtype t, const uint8_t *row0, const uint
 /* the two rows' results from a 16-lane accumulator: hsum8 of each half */
 QD_512_IN void qd_pair_out(__m512 acc, float *o0, float *o1)
 {
-    float a[16];
-    _mm512_storeu_ps(a, acc);
-    *o0 = hsum8(a);
-    *o1 = hsum8(a + 8);
+    /* per half: lanes l and l + 4, then 0 + 2 and 1 + 3, then the two:
+     * hsum8's additions, done in all lanes at once */
+    const __m512 t = _mm512_add_ps(acc, _mm512_shuffle_f32x4(acc, acc, _MM_SHUFFLE(2, 3, 0, 1)));
+    const __m512 u = _mm512_add_ps(t, _mm512_permute_ps(t, _MM_SHUFFLE(1, 0, 3, 2)));
+    const __m512 w = _mm512_add_ps(u, _mm512_permute_ps(u, _MM_SHUFFLE(2, 3, 0, 1)));
+    *o0 = _mm512_cvtss_f32(w);
+    *o1 = _mm_cvtss_f32(_mm512_extractf32x4_ps(w, 2));
+}
+
+/* Q4_K's mins of the two rows: (m0 + m2) + (m1 + m3) per 4-lane half */
+QD_512_IN void qd_mins_out(__m256 m, float *o0, float *o1)
+{
+    const __m256 p = _mm256_add_ps(m, _mm256_permute_ps(m, _MM_SHUFFLE(1, 0, 3, 2)));
+    const __m256 q = _mm256_add_ps(p, _mm256_permute_ps(p, _MM_SHUFFLE(2, 3, 0, 1)));
+    *o0 += _mm256_cvtss_f32(q);
+    *o1 += _mm_cvtss_f32(_mm256_extractf128_ps(q, 1));
 }
 
 QD_512_IN __m512i qd_bcast32(const uint8_t *p)
@@ -852,12 +881,8 @@ QD_512_IN void qd_tile_k(const struct qd_pair *const *P, const int NP, const boo
     for (int i = 0; i < NP; i++)
         for (int u = 0; u < NT; u++) {
             qd_pair_out(acc[i][u], &out[u][2 * i], &out[u][2 * i + 1]);
-            if (q4k) {
-                float m[8];
-                _mm256_storeu_ps(m, accm[i][u]);
-                out[u][2 * i] += (m[0] + m[2]) + (m[1] + m[3]);
-                out[u][2 * i + 1] += (m[4] + m[6]) + (m[5] + m[7]);
-            }
+            if (q4k)
+                qd_mins_out(accm[i][u], &out[u][2 * i], &out[u][2 * i + 1]);
         }
 }
 
@@ -1021,9 +1046,9 @@ enum ec_status ec_matmul_qdot(const struct ec_linear_view *w, const float *x, in
                 const uint8_t *rw[4];
                 for (int i = 0; i < 4; i++)
                     rw[i] = w->data + (uint64_t)(r + (i < nr ? i : nr - 1)) * w->row_bytes;
-                qd_pack_pair(w->type, rw[0], rw[1], blk_bytes, n_blocks, &kr, &pp[0]);
+                qd_pack_pair(w->type, rw[0], rw[1], blk_bytes, n_blocks, &pp[0]);
                 if (nr > 2)
-                    qd_pack_pair(w->type, rw[2], rw[3], blk_bytes, n_blocks, &kr, &pp[1]);
+                    qd_pack_pair(w->type, rw[2], rw[3], blk_bytes, n_blocks, &pp[1]);
                 qd_rows_512(w->type, P, nr > 2 ? 2 : 1, (const uint8_t *)q, dq, s16, n_tokens,
                             n, n_blocks, y + r, w->n_out, nr);
             }
