@@ -12,7 +12,10 @@
 # For the command-line suites, pass a wrapper as their EDGEC argument, e.g.
 #   printf '#!/bin/sh\nexport OMP_WAIT_POLICY=passive\nexec valgrind -q --error-exitcode=99 \
 #     --log-file=/tmp/vg.%%p.log build-vg/edgec "$@"\n' > /tmp/vg-edgec
-# (OMP_WAIT_POLICY set: edgec otherwise re-executes itself, which valgrind refuses).
+# (OMP_WAIT_POLICY set: edgec otherwise re-executes itself, which valgrind refuses),
+# and EDGEC_TEST_SMALL=1 for distill.sh and validate.sh: every step, fewer tokens
+# (the engine runs at ~6 tokens/s under valgrind), e.g.
+#   EDGEC_TEST_SMALL=1 bash tests/cli/validate.sh /tmp/vg-edgec . /tmp/art
 # Prints "valgrind: N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."

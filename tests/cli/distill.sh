@@ -30,8 +30,12 @@ sums() { (cd "$1" && sha256sum * | sort -k2); }
 
 # (1) the held-out text at k = 64, L = 256: the first 32 sequences (all 154 with
 # EDGEC_DISTILL_FULL=1; scripts/bench_distill.sh reports the whole-text figure)
+# EDGEC_TEST_SMALL=1 (scripts/valgrind.sh's CLI runs) keeps every step with a
+# quarter of the tokens: 4 sequences here, 64-token sequences in 128-token
+# shards below (the same 12 shards)
 seqs=32
 [ "${EDGEC_DISTILL_FULL:-0}" = 1 ] && seqs=0
+[ "${EDGEC_TEST_SMALL:-0}" = 1 ] && seqs=4
 if "$edgec" distill-export "$teacher" --text "$text" --seq-len 256 --top-k 64 --shard-tokens 4096 \
     --seqs $seqs -o "$work/full" --json -q >"$work/full.json" 2>"$work/err.txt"; then
     bpt=$(sed -n 's/.*"bytes_per_token": \([0-9.]*\).*/\1/p' "$work/full.json")
@@ -57,7 +61,9 @@ for cand in python3 /usr/bin/python3; do
     if command -v "$cand" >/dev/null && "$cand" -c 'import numpy' 2>/dev/null; then py=$cand; break; fi
 done
 if [ -n "$py" ]; then
-    "$edgec" distill-export --dump "$work/full" --dump-seq 17 >"$work/dump.json"
+    dump_seq=17
+    [ "$seqs" = 4 ] && dump_seq=2
+    "$edgec" distill-export --dump "$work/full" --dump-seq $dump_seq >"$work/dump.json"
     if "$py" "$src/scripts/distill_reader.py" "$work/full" --compare "$work/dump.json" >"$work/py.txt" 2>&1; then
         ok
         cat "$work/py.txt"
@@ -72,6 +78,8 @@ fi
 
 # (3) SIGKILL midway, twice, then finish: identical to an uninterrupted run
 args=(--text "$text" --seq-len 256 --top-k 64 --shard-tokens 512 --seqs 24 -q)
+[ "${EDGEC_TEST_SMALL:-0}" = 1 ] &&
+    args=(--text "$text" --seq-len 64 --top-k 64 --shard-tokens 128 --seqs 24 -q)
 "$edgec" distill-export "$teacher" "${args[@]}" --threads 2 -o "$work/ref" >/dev/null || bad "reference export failed"
 for stop_at in 3 8; do
     "$edgec" distill-export "$teacher" "${args[@]}" -o "$work/killed" &
