@@ -336,12 +336,15 @@ AVX512_FN static void rows_avx512(const float *const *wr, int64_t nrows, const f
 #endif /* EC_MM_X86 */
 
 static void block_rows(const struct ec_linear_view *w, const float *x, int64_t n_tokens,
-                       float *y, int64_t r0, int64_t r1, float *buf)
+                       float *y, int64_t r0, int64_t r1, float *buf, int64_t ldb)
 {
     const int64_t n = w->n_in;
     const float *rows[MM_BLOCK_ROWS];
-    for (int64_t r = r0; r < r1; r++)
-        rows[r - r0] = row_f32(w, r, buf + (r - r0) * n);
+    for (int64_t r = r0; r < r1; r++) {
+        rows[r - r0] = row_f32(w, r, buf + (r - r0) * ldb);
+        if (w->type == EC_F32 && buf) /* misaligned F32 rows: an aligned copy */
+            rows[r - r0] = memcpy(buf + (r - r0) * ldb, rows[r - r0], (size_t)n * sizeof(float));
+    }
 #ifdef EC_MM_X86
     const int isa = get_isa();
     if (isa == 2) {
@@ -383,11 +386,17 @@ enum ec_status ec_matmul_fast(const struct ec_linear_view *w, const float *x, in
 #endif
     if (nt > n_blocks)
         nt = (int)(n_blocks > 0 ? n_blocks : 1);
-    /* scratch for converted rows, one slice per thread */
-    const size_t slice = w->type == EC_F32 ? 0 : (size_t)MM_BLOCK_ROWS * (size_t)w->n_in;
+    /* scratch for converted rows, one slice per thread, rows 64-byte aligned
+     * (ldb floats apart); F32 rows are used in place unless a row would start
+     * off a 64-byte boundary (GGUF aligns tensors to 32 bytes), where the
+     * tiles' 512-bit loads would split cache lines: those are copied */
+    const int64_t ldb = (w->n_in + 15) / 16 * 16;
+    const bool f32_in_place = w->type == EC_F32 && (uintptr_t)w->data % 64 == 0 &&
+                              w->row_bytes % 64 == 0;
+    const size_t slice = f32_in_place ? 0 : (size_t)MM_BLOCK_ROWS * (size_t)ldb;
     float *scratch = NULL;
     if (slice) {
-        scratch = malloc((size_t)nt * slice * sizeof *scratch);
+        scratch = aligned_alloc(64, (size_t)nt * slice * sizeof *scratch);
         if (!scratch)
             return ec_fail(d, EC_ERR_NOMEM, "matmul: cannot allocate %d x %zu floats of scratch",
                            nt, slice);
@@ -407,7 +416,7 @@ enum ec_status ec_matmul_fast(const struct ec_linear_view *w, const float *x, in
         for (int64_t b = 0; b < n_blocks; b++) {
             int64_t r0 = b * MM_BLOCK_ROWS;
             int64_t r1 = r0 + MM_BLOCK_ROWS < w->n_out ? r0 + MM_BLOCK_ROWS : w->n_out;
-            block_rows(w, x, n_tokens, y, r0, r1, buf);
+            block_rows(w, x, n_tokens, y, r0, r1, buf, ldb);
         }
     }
     free(scratch);

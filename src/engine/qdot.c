@@ -35,6 +35,13 @@
 #include <immintrin.h>
 #endif
 
+/* 64-byte aligned blocks: the kernels load 32 or 64 bytes at a time, and
+ * loads across a cache line cost double */
+static void *qd_alloc64(size_t bytes)
+{
+    return aligned_alloc(64, (bytes + 63) / 64 * 64);
+}
+
 bool ec_qdot_supported(enum ec_dtype t, int64_t n_in)
 {
     switch (t) {
@@ -666,12 +673,13 @@ struct qd_pair {
 
 static bool qd_pair_alloc(struct qd_pair *p, int64_t n, int64_t nb)
 {
-    p->w = malloc((size_t)(2 * n));
-    p->sc = malloc(sizeof(int16_t) * (size_t)(2 * n));
-    p->corr = malloc(sizeof(int32_t) * 16 * (size_t)nb);
-    p->dw = malloc(sizeof(float) * 16 * (size_t)nb);
-    p->dmin = malloc(sizeof(float) * 8 * (size_t)nb);
-    p->mn = malloc(sizeof(int16_t) * 16 * (size_t)nb);
+    /* 64-byte aligned: the tiles load these 64 bytes at a time */
+    p->w = qd_alloc64((size_t)(2 * n));
+    p->sc = qd_alloc64(sizeof(int16_t) * (size_t)(2 * n));
+    p->corr = qd_alloc64(sizeof(int32_t) * 16 * (size_t)nb);
+    p->dw = qd_alloc64(sizeof(float) * 16 * (size_t)nb);
+    p->dmin = qd_alloc64(sizeof(float) * 8 * (size_t)nb);
+    p->mn = qd_alloc64(sizeof(int16_t) * 16 * (size_t)nb);
     return p->w && p->sc && p->corr && p->dw && p->dmin && p->mn;
 }
 
@@ -960,7 +968,7 @@ enum ec_status ec_matmul_qdot(const struct ec_linear_view *w, const float *x, in
     const int64_t qk = k_quant ? 256 : 32, n_blocks = n / qk;
     if (n_tokens <= 0)
         return EC_OK;
-    int8_t *q = malloc((size_t)(n_tokens * n));
+    int8_t *q = qd_alloc64((size_t)(n_tokens * n));
     float *dq = malloc(sizeof(float) * (size_t)(n_tokens * n_blocks));
     if (!q || !dq) {
         free(q);
