@@ -78,13 +78,15 @@ fi
 
 # (3) SIGKILL midway, twice, then finish: identical to an uninterrupted run
 args=(--text "$text" --seq-len 256 --top-k 64 --shard-tokens 512 --seqs 24 -q)
+polls=600 # x 20 ms: how long to wait for the shard to kill at
 [ "${EDGEC_TEST_SMALL:-0}" = 1 ] &&
-    args=(--text "$text" --seq-len 64 --top-k 64 --shard-tokens 128 --seqs 24 -q)
+    args=(--text "$text" --seq-len 64 --top-k 64 --shard-tokens 128 --seqs 24 -q) &&
+    polls=60000 # valgrind: a shard takes ~20 s
 "$edgec" distill-export "$teacher" "${args[@]}" --threads 2 -o "$work/ref" >/dev/null || bad "reference export failed"
 for stop_at in 3 8; do
     "$edgec" distill-export "$teacher" "${args[@]}" -o "$work/killed" &
     pid=$!
-    for _ in $(seq 1 600); do
+    for _ in $(seq 1 "$polls"); do
         n=$(ls "$work/killed" 2>/dev/null | grep -c '^shard-.*\.ecds$')
         [ "$n" -ge "$stop_at" ] && break
         kill -0 $pid 2>/dev/null || break
