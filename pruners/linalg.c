@@ -18,6 +18,7 @@
 #endif
 
 #include "pruners/linalg.h"
+#include "src/core/cpu.h"
 
 /* ------------------------------------------------------------------ */
 /* references                                                          */
@@ -107,10 +108,9 @@ static int linalg_get_mode(void)
     } else {
         m = LA_BASE;
 #ifdef EC_LINALG_X86
-        __builtin_cpu_init();
-        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        if (ec_cpu_has(EC_CPU_AVX2 | EC_CPU_FMA))
             m = LA_AVX2;
-        if (m == LA_AVX2 && __builtin_cpu_supports("avx512f"))
+        if (m == LA_AVX2 && ec_cpu_has(EC_CPU_AVX512F))
             m = LA_AVX512;
 #endif
         int cap = __atomic_load_n(&linalg_cap, __ATOMIC_RELAXED);

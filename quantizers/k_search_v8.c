@@ -23,6 +23,7 @@
 #include "edgec/quant.h"
 #include "quantizers/quant_internal.h"
 #include "quantizers/vec8.h"
+#include "src/core/cpu.h"
 
 #define NL EC_SEARCH_LANES
 #define MAXN 32
@@ -43,8 +44,7 @@ static int get_mode(void)
         return m;
     m = 0;
 #ifdef EC_SEARCH_X86
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2"))
+    if (ec_cpu_has(EC_CPU_AVX2))
         m = 1;
 #endif
     __atomic_store_n(&simd_mode, m, __ATOMIC_RELAXED);

@@ -30,6 +30,7 @@
 #include "edgec/fp16.h"
 #include "edgec/quant.h"
 #include "src/core/clones.h"
+#include "src/core/cpu.h"
 
 struct eng_lin {
     struct ec_linear_view v;
@@ -997,9 +998,8 @@ int ec_attention_set_isa(int max_level)
 {
     int best = 0;
 #ifdef EC_ATT_AVX2
-    __builtin_cpu_init();
-    best = __builtin_cpu_supports("avx2") ? 1 : 0;
-    if (best && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq"))
+    best = ec_cpu_has(EC_CPU_AVX2) ? 1 : 0;
+    if (best && ec_cpu_has(EC_CPU_AVX512F | EC_CPU_AVX512DQ))
         best = 2;
 #endif
     int lvl = max_level < 0 || max_level > best ? best : max_level;

@@ -20,6 +20,7 @@
 #include "edgec/fp16.h"
 #include "edgec/quant.h"
 #include "src/core/clones.h"
+#include "src/core/cpu.h"
 
 #define MM_LANES 8        /* partial sums per row */
 #define MM_ROWS 4         /* rows sharing one activation load */
@@ -152,10 +153,9 @@ static int cpu_isa(void)
 {
     int m = 0;
 #ifdef EC_MM_X86
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    if (ec_cpu_has(EC_CPU_AVX2 | EC_CPU_FMA))
         m = 1;
-    if (m == 1 && __builtin_cpu_supports("avx512f"))
+    if (m == 1 && ec_cpu_has(EC_CPU_AVX512F))
         m = 2;
 #endif
     return m;

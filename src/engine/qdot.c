@@ -29,6 +29,7 @@
 #include "edgec/fp16.h"
 #include "edgec/quant.h"
 #include "src/core/clones.h"
+#include "src/core/cpu.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define EC_QDOT_X86 1
@@ -944,10 +945,8 @@ int ec_qdot_set_isa(int max_level)
 {
     int best = 0;
 #ifdef EC_QDOT_X86
-    __builtin_cpu_init();
-    best = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
-    if (best && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
+    best = ec_cpu_has(EC_CPU_AVX2 | EC_CPU_FMA) ? 1 : 0;
+    if (best && ec_cpu_has(EC_CPU_AVX512F | EC_CPU_AVX512BW | EC_CPU_AVX512VL | EC_CPU_AVX512VNNI))
         best = 2;
 #endif
     const int lvl = max_level < 0 || max_level > best ? best : max_level;

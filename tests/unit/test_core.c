@@ -9,6 +9,7 @@
 #include "edgec/fp16.h"
 #include "edgec/io.h"
 #include "edgec/sha256.h"
+#include "src/core/cpu.h"
 
 static float from_bits(uint32_t u)
 {
@@ -142,4 +143,21 @@ Test(core, outfile_appears_only_on_commit_and_abort_leaves_nothing)
     free(tmp);
     free(dest);
     free(dir);
+}
+
+/* The one CPU probe: stable across calls, and consistent (every AVX-512
+ * extension implies AVX-512F, which implies AVX2 on any real x86-64 CPU). */
+Test(core, cpu_features_are_stable_and_consistent)
+{
+    const unsigned f = ec_cpu_features();
+    cr_expect_eq(ec_cpu_features(), f);
+    const unsigned ext = EC_CPU_AVX512DQ | EC_CPU_AVX512BW | EC_CPU_AVX512VL | EC_CPU_AVX512VNNI;
+    if (f & ext)
+        cr_expect(f & EC_CPU_AVX512F, "AVX-512 extensions 0x%x without AVX-512F", f & ext);
+    if (f & EC_CPU_AVX512F)
+        cr_expect(f & EC_CPU_AVX2, "AVX-512F without AVX2");
+    cr_expect_eq(ec_cpu_has(f), 1);
+    fprintf(stderr, "[core] cpu features 0x%x (avx2 %d, fma %d, avx512f %d, vnni %d)\n", f,
+            ec_cpu_has(EC_CPU_AVX2), ec_cpu_has(EC_CPU_FMA), ec_cpu_has(EC_CPU_AVX512F),
+            ec_cpu_has(EC_CPU_AVX512VNNI));
 }
