@@ -984,16 +984,22 @@ enum ec_status ec_matmul_qdot(const struct ec_linear_view *w, const float *x, in
 #else
     (void)n_threads;
 #endif
-    int32_t *s8 = NULL;
+    /* Q4_K's activation sub-block sums: int32 at level 1, int16 at level 2 */
+    void *sums = NULL;
 #ifdef EC_QDOT_X86
     if (isa >= 1 && w->type == EC_Q4_K) {
-        s8 = malloc(sizeof(int32_t) * (size_t)(n_tokens * n_blocks * 8));
-        if (!s8) {
+        sums = malloc((isa == 2 ? sizeof(int16_t) : sizeof(int32_t)) *
+                      (size_t)(n_tokens * n_blocks * 8));
+        if (!sums) {
             free(q);
             free(dq);
             return ec_fail(d, EC_ERR_NOMEM, "matmul: no memory for activation sums");
         }
     }
+#endif
+#ifdef EC_QDOT_X86
+    int32_t *const s8 = isa == 1 ? sums : NULL;
+    int16_t *const s16 = isa == 2 ? sums : NULL;
 #endif
     bool nomem = false;
 #pragma omp parallel num_threads(nt)
@@ -1004,7 +1010,7 @@ enum ec_status ec_matmul_qdot(const struct ec_linear_view *w, const float *x, in
             if (isa == 2) {
                 if (k_quant)
                     act_q8_k_512(x + t * n, n, (uint8_t *)q + t * n, dq + t * n_blocks,
-                                 s8 ? (int16_t *)s8 + t * n_blocks * 8 : NULL);
+                                 s16 ? s16 + t * n_blocks * 8 : NULL);
                 else
                     act_q8_0_512(x + t * n, n, (uint8_t *)q + t * n, dq + t * n_blocks);
                 continue;
@@ -1014,24 +1020,27 @@ enum ec_status ec_matmul_qdot(const struct ec_linear_view *w, const float *x, in
                 act_q8_k(x + t * n, n, q + t * n, dq + t * n_blocks);
             else
                 act_q8_0(x + t * n, n, q + t * n, dq + t * n_blocks);
-            if (s8 && isa == 1)
+#ifdef EC_QDOT_X86
+            if (s8)
                 kq_token_sums(q + t * n, n_blocks, s8 + t * n_blocks * 8);
+#endif
         }
         const size_t blk_bytes = (size_t)(w->row_bytes / (uint64_t)n_blocks);
 #ifdef EC_QDOT_X86
         struct kq_row kr = {0};
         struct qd_pair pp[2] = {{0}};
-        if (isa >= 1) {
+        bool ok = true;
+        if (isa == 1) { /* one unpacked row */
             kr.w = malloc((size_t)n);
             kr.sc = malloc(sizeof(int16_t) * 16 * (size_t)n_blocks);
             kr.dw = malloc(sizeof(float) * 2 * (size_t)n_blocks);
-            bool ok = kr.w && kr.sc && kr.dw;
-            if (isa == 2)
-                ok = qd_pair_alloc(&pp[0], n, n_blocks) && qd_pair_alloc(&pp[1], n, n_blocks) && ok;
-            if (!ok) {
+            ok = kr.w && kr.sc && kr.dw;
+        } else if (isa == 2) { /* two packed row pairs */
+            ok = qd_pair_alloc(&pp[0], n, n_blocks) && qd_pair_alloc(&pp[1], n, n_blocks);
+        }
+        if (!ok) {
 #pragma omp atomic write
-                nomem = true;
-            }
+            nomem = true;
         }
 #pragma omp barrier
 #endif
@@ -1043,7 +1052,6 @@ enum ec_status ec_matmul_qdot(const struct ec_linear_view *w, const float *x, in
             /* four rows (two packed pairs) per work item */
             const int64_t n_quads = (w->n_out + 3) / 4;
             const struct qd_pair *P[2] = {&pp[0], &pp[1]};
-            const int16_t *s16 = (const int16_t *)s8;
 #pragma omp for schedule(static)
             for (int64_t g = 0; g < n_quads; g++) {
                 if (skip)
@@ -1059,62 +1067,63 @@ enum ec_status ec_matmul_qdot(const struct ec_linear_view *w, const float *x, in
                 qd_rows_512(w->type, P, nr > 2 ? 2 : 1, (const uint8_t *)q, dq, s16, n_tokens,
                             n, n_blocks, y + r, w->n_out, nr);
             }
-            skip = true; /* the rows are done */
-        }
+        } else
 #endif
+        {
 #pragma omp for schedule(static)
-        for (int64_t r = 0; r < w->n_out; r++) {
-            if (skip)
-                continue;
-            const uint8_t *row = w->data + (uint64_t)r * w->row_bytes;
+            for (int64_t r = 0; r < w->n_out; r++) {
+                if (skip)
+                    continue;
+                const uint8_t *row = w->data + (uint64_t)r * w->row_bytes;
 #ifdef EC_QDOT_X86
-            if (isa == 1) {
-                if (k_quant)
-                    kq_unpack_row(w->type, row, n_blocks, &kr);
-                else
-                    legacy_unpack_row(w->type, row, blk_bytes, n_blocks, (int8_t *)kr.w, kr.dw);
-                int64_t t = 0;
-                for (; t + 4 <= n_tokens; t += 4) {
-                    float o[4];
-                    const int8_t *qt = q + t * n;
-                    const float *dt = dq + t * n_blocks;
-                    if (w->type == EC_Q4_K)
-                        dot4_q4_k_avx2(&kr, qt, n, dt, n_blocks, s8 + t * n_blocks * 8,
-                                       n_blocks * 8, n_blocks, o);
-                    else if (w->type == EC_Q6_K)
-                        dot4_q6_k_avx2(&kr, qt, n, dt, n_blocks, n_blocks, o);
+                if (isa == 1) {
+                    if (k_quant)
+                        kq_unpack_row(w->type, row, n_blocks, &kr);
                     else
-                        dot4_legacy_avx2((const int8_t *)kr.w, kr.dw, qt, n, dt, n_blocks,
-                                         n_blocks, o);
-                    for (int u = 0; u < 4; u++)
-                        y[(t + u) * w->n_out + r] = o[u];
+                        legacy_unpack_row(w->type, row, blk_bytes, n_blocks, (int8_t *)kr.w, kr.dw);
+                    int64_t t = 0;
+                    for (; t + 4 <= n_tokens; t += 4) {
+                        float o[4];
+                        const int8_t *qt = q + t * n;
+                        const float *dt = dq + t * n_blocks;
+                        if (w->type == EC_Q4_K)
+                            dot4_q4_k_avx2(&kr, qt, n, dt, n_blocks, s8 + t * n_blocks * 8,
+                                           n_blocks * 8, n_blocks, o);
+                        else if (w->type == EC_Q6_K)
+                            dot4_q6_k_avx2(&kr, qt, n, dt, n_blocks, n_blocks, o);
+                        else
+                            dot4_legacy_avx2((const int8_t *)kr.w, kr.dw, qt, n, dt, n_blocks,
+                                             n_blocks, o);
+                        for (int u = 0; u < 4; u++)
+                            y[(t + u) * w->n_out + r] = o[u];
+                    }
+                    for (; t < n_tokens; t++) {
+                        const int8_t *qt = q + t * n;
+                        const float *dt = dq + t * n_blocks;
+                        float s;
+                        if (w->type == EC_Q4_K)
+                            s = dot_q4_k_avx2(&kr, qt, dt, s8 + t * n_blocks * 8, n_blocks);
+                        else if (w->type == EC_Q6_K)
+                            s = dot_q6_k_avx2(&kr, qt, dt, n_blocks);
+                        else
+                            s = dot_legacy_avx2((const int8_t *)kr.w, kr.dw, qt, dt, n_blocks);
+                        y[t * w->n_out + r] = s;
+                    }
+                    continue;
                 }
-                for (; t < n_tokens; t++) {
+#endif
+                for (int64_t t = 0; t < n_tokens; t++) {
                     const int8_t *qt = q + t * n;
                     const float *dt = dq + t * n_blocks;
                     float s;
                     if (w->type == EC_Q4_K)
-                        s = dot_q4_k_avx2(&kr, qt, dt, s8 + t * n_blocks * 8, n_blocks);
+                        s = dot_q4_k(row, qt, dt, n_blocks);
                     else if (w->type == EC_Q6_K)
-                        s = dot_q6_k_avx2(&kr, qt, dt, n_blocks);
+                        s = dot_q6_k(row, qt, dt, n_blocks);
                     else
-                        s = dot_legacy_avx2((const int8_t *)kr.w, kr.dw, qt, dt, n_blocks);
+                        s = dot_legacy(w->type, row, blk_bytes, qt, dt, n_blocks);
                     y[t * w->n_out + r] = s;
                 }
-                continue;
-            }
-#endif
-            for (int64_t t = 0; t < n_tokens; t++) {
-                const int8_t *qt = q + t * n;
-                const float *dt = dq + t * n_blocks;
-                float s;
-                if (w->type == EC_Q4_K)
-                    s = dot_q4_k(row, qt, dt, n_blocks);
-                else if (w->type == EC_Q6_K)
-                    s = dot_q6_k(row, qt, dt, n_blocks);
-                else
-                    s = dot_legacy(w->type, row, blk_bytes, qt, dt, n_blocks);
-                y[t * w->n_out + r] = s;
             }
         }
 #ifdef EC_QDOT_X86
@@ -1125,7 +1134,7 @@ enum ec_status ec_matmul_qdot(const struct ec_linear_view *w, const float *x, in
         qd_pair_free(&pp[1]);
 #endif
     }
-    free(s8);
+    free(sums);
     if (nomem) {
         free(q);
         free(dq);
