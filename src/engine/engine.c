@@ -859,6 +859,20 @@ __attribute__((target("avx2"))) static inline __m256d att_lanes_avx2(const float
     return _mm256_add_pd(s0, s1);
 }
 
+/* four keys' lane vectors (x0..x3 each) to r[k] = (x0 + x2) + (x1 + x3) of key
+ * k, the four keys side by side: the generic loops' additions */
+__attribute__((target("avx2"), always_inline)) static inline void
+att_combine4_avx2(__m256d v0, __m256d v1, __m256d v2, __m256d v3, double r[4])
+{
+    const __m256d t0 = _mm256_unpacklo_pd(v0, v1), t1 = _mm256_unpackhi_pd(v0, v1);
+    const __m256d t2 = _mm256_unpacklo_pd(v2, v3), t3 = _mm256_unpackhi_pd(v2, v3);
+    const __m256d a = _mm256_add_pd(_mm256_permute2f128_pd(t0, t2, 0x20),
+                                    _mm256_permute2f128_pd(t0, t2, 0x31));
+    const __m256d b = _mm256_add_pd(_mm256_permute2f128_pd(t1, t3, 0x20),
+                                    _mm256_permute2f128_pd(t1, t3, 0x31));
+    _mm256_storeu_pd(r, _mm256_add_pd(a, b));
+}
+
 __attribute__((target("avx2"))) static void att_item_avx2(const float *restrict q,
                                                            const float *k, const float *v,
                                                            size_t stride, uint32_t n_keys,
@@ -871,18 +885,10 @@ __attribute__((target("avx2"))) static void att_item_avx2(const float *restrict 
     uint32_t j = 0;
     for (; j + 4 <= n_keys; j += 4) {
         const float *kj = k + j * stride;
-        const __m256d v0 = att_lanes_avx2(q, kj, hd), v1 = att_lanes_avx2(q, kj + stride, hd);
-        const __m256d v2 = att_lanes_avx2(q, kj + 2 * stride, hd);
-        const __m256d v3 = att_lanes_avx2(q, kj + 3 * stride, hd);
-        /* per key (x0 + x2) + (x1 + x3), four keys in the four lanes */
-        const __m256d t0 = _mm256_unpacklo_pd(v0, v1), t1 = _mm256_unpackhi_pd(v0, v1);
-        const __m256d t2 = _mm256_unpacklo_pd(v2, v3), t3 = _mm256_unpackhi_pd(v2, v3);
-        const __m256d a = _mm256_add_pd(_mm256_permute2f128_pd(t0, t2, 0x20),
-                                        _mm256_permute2f128_pd(t0, t2, 0x31));
-        const __m256d b = _mm256_add_pd(_mm256_permute2f128_pd(t1, t3, 0x20),
-                                        _mm256_permute2f128_pd(t1, t3, 0x31));
         double r[4];
-        _mm256_storeu_pd(r, _mm256_add_pd(a, b));
+        att_combine4_avx2(att_lanes_avx2(q, kj, hd), att_lanes_avx2(q, kj + stride, hd),
+                          att_lanes_avx2(q, kj + 2 * stride, hd),
+                          att_lanes_avx2(q, kj + 3 * stride, hd), r);
         mx = att_emit4(r, q, kj, stride, hd, scale, sc + j, mx);
     }
     for (; j < n_keys; j++) {
@@ -941,17 +947,10 @@ ATT_512 static void att_item_avx512(const float *restrict q, const float *k, con
     uint32_t j = 0;
     for (; j + 4 <= n_keys; j += 4) {
         const float *kj = k + j * stride;
-        const __m256d v0 = att_lanes_512(q, kj, hd), v1 = att_lanes_512(q, kj + stride, hd);
-        const __m256d v2 = att_lanes_512(q, kj + 2 * stride, hd);
-        const __m256d v3 = att_lanes_512(q, kj + 3 * stride, hd);
-        const __m256d t0 = _mm256_unpacklo_pd(v0, v1), t1 = _mm256_unpackhi_pd(v0, v1);
-        const __m256d t2 = _mm256_unpacklo_pd(v2, v3), t3 = _mm256_unpackhi_pd(v2, v3);
-        const __m256d a = _mm256_add_pd(_mm256_permute2f128_pd(t0, t2, 0x20),
-                                        _mm256_permute2f128_pd(t0, t2, 0x31));
-        const __m256d b = _mm256_add_pd(_mm256_permute2f128_pd(t1, t3, 0x20),
-                                        _mm256_permute2f128_pd(t1, t3, 0x31));
         double r[4];
-        _mm256_storeu_pd(r, _mm256_add_pd(a, b));
+        att_combine4_avx2(att_lanes_512(q, kj, hd), att_lanes_512(q, kj + stride, hd),
+                          att_lanes_512(q, kj + 2 * stride, hd),
+                          att_lanes_512(q, kj + 3 * stride, hd), r);
         mx = att_emit4(r, q, kj, stride, hd, scale, sc + j, mx);
     }
     for (; j < n_keys; j++) {
