@@ -274,7 +274,6 @@ struct ec_calib_fwd {
     float *h, *q, *k, *v, *att, *gate, *up, *y; /* scratch [max_tok][width] */
     float *rope_cs;                            /* [max_tok][head_dim] */
     float *scores;                             /* [n_threads][max_tok] */
-    double *acc;                               /* [n_threads][head_dim] */
 };
 
 /* fp32 -> fp16 -> fp32 (the engine's round_f16 for all inputs) */
@@ -297,7 +296,6 @@ void ec_calib_fwd_free(struct ec_calib_fwd *f)
     free(f->y);
     free(f->rope_cs);
     free(f->scores);
-    free(f->acc);
     free(f);
 }
 
@@ -342,9 +340,8 @@ enum ec_status ec_calib_fwd_new(struct ec_calib_fwd **out, const struct ec_hpara
     f->y = malloc(nt * widest * sizeof(float));
     f->rope_cs = malloc(nt * hp->head_dim * sizeof(float));
     f->scores = malloc((size_t)f->n_threads * nt * sizeof(float));
-    f->acc = malloc((size_t)f->n_threads * hp->head_dim * sizeof(double));
     if (!f->h || !f->q || !f->k || !f->v || !f->att || !f->gate || !f->up || !f->y ||
-        !f->rope_cs || !f->scores || !f->acc) {
+        !f->rope_cs || !f->scores) {
         ec_calib_fwd_free(f);
         return ec_fail(d, EC_ERR_NOMEM, "prune: cannot allocate activations for %lld tokens",
                        (long long)max_tok);
@@ -410,20 +407,9 @@ static enum ec_status linear(struct ec_calib_fwd *f, const struct ec_calib_block
 static void rope_apply(const struct ec_calib_fwd *f, float *v, int64_t n, uint32_t n_heads)
 {
     const uint32_t hd = f->hp.head_dim;
-    for (int64_t t = 0; t < n; t++) {
-        const float *cs = f->rope_cs + t * hd;
-        for (uint32_t h = 0; h < n_heads; h++) {
-            float *p = v + (t * n_heads + h) * hd;
-            for (uint32_t i0 = 0; i0 < hd; i0 += 2) {
-                const float c = cs[i0], s = cs[i0 + 1];
-                uint32_t a = f->neox ? i0 / 2 : i0;
-                uint32_t bb = f->neox ? i0 / 2 + hd / 2 : i0 + 1;
-                const float x0 = p[a], x1 = p[bb];
-                p[a] = x0 * c - x1 * s;
-                p[bb] = x0 * s + x1 * c;
-            }
-        }
-    }
+    for (int64_t t = 0; t < n; t++)
+        for (uint32_t h = 0; h < n_heads; h++)
+            ec_rope_rotate(v + (t * n_heads + h) * hd, f->rope_cs + t * hd, hd, f->neox);
 }
 
 /* causal GQA attention of n tokens over themselves, k/v already rounded */
@@ -448,39 +434,9 @@ static void attention(struct ec_calib_fwd *f, int64_t n)
         const uint32_t h = (uint32_t)(it % n_head);
         const uint32_t kvh = h / group;
         const float *q = f->q + (size_t)it * hd;
-        const int64_t n_keys = t + 1;
-        float mx = -INFINITY;
-        for (int64_t j = 0; j < n_keys; j++) {
-            const float *k = f->k + (size_t)j * kv_stride + (size_t)kvh * hd;
-            double acc = 0.0;
-            for (uint32_t i = 0; i < hd; i++)
-                acc += (double)(q[i] * k[i]);
-            const float s = (float)acc * scale;
-            sc[j] = s;
-            if (s > mx)
-                mx = s;
-        }
-        double sum = 0.0;
-        for (int64_t j = 0; j < n_keys; j++) {
-            float p = expf(sc[j] - mx);
-            sum += (double)p;
-            sc[j] = p;
-        }
-        const float inv = (float)(1.0 / sum);
-        for (int64_t j = 0; j < n_keys; j++)
-            sc[j] = f->kv_f16 ? round_f16(sc[j] * inv) : sc[j] * inv;
-        double *acc = f->acc + (size_t)tid * hd;
-        for (uint32_t i = 0; i < hd; i++)
-            acc[i] = 0.0;
-        for (int64_t j = 0; j < n_keys; j++) {
-            const float *v = f->v + (size_t)j * kv_stride + (size_t)kvh * hd;
-            const float p = sc[j];
-            for (uint32_t i = 0; i < hd; i++)
-                acc[i] += (double)(p * v[i]);
-        }
-        float *o = f->att + (size_t)it * hd;
-        for (uint32_t i = 0; i < hd; i++)
-            o[i] = (float)acc[i];
+        const uint32_t n_keys = (uint32_t)t + 1;
+        ec_attention_item(q, f->k + (size_t)kvh * hd, f->v + (size_t)kvh * hd, kv_stride, n_keys,
+                          hd, scale, f->kv_f16, sc, f->att + (size_t)it * hd);
     }
 }
 
@@ -522,10 +478,8 @@ enum ec_status ec_calib_block_forward(struct ec_calib_fwd *f, const struct ec_ca
     if ((st = linear(f, b, EC_LIN_GATE, f->h, n, f->gate, tap, user, d)) != EC_OK ||
         (st = linear(f, b, EC_LIN_UP, f->h, n, f->up, tap, user, d)) != EC_OK)
         return st;
-    for (size_t i = 0; i < (size_t)n * hp->n_ff; i++) {
-        const float g = f->gate[i];
-        f->gate[i] = (g / (1.0f + expf(-g))) * f->up[i];
-    }
+    for (int64_t t = 0; t < n; t++)
+        ec_silu_mul_row(f->gate + t * hp->n_ff, f->up + t * hp->n_ff, hp->n_ff);
     if ((st = linear(f, b, EC_LIN_DOWN, f->gate, n, f->y, tap, user, d)) != EC_OK)
         return st;
     for (size_t i = 0; i < (size_t)(n * n_embd); i++)

@@ -144,9 +144,26 @@ enum ec_status ec_matmul_qdot(const struct ec_linear_view *w, const float *x, in
  * best this CPU has. Returns the level in effect. For tests. */
 int ec_qdot_set_isa(int max_level);
 
-/* The same for attention's inner loops: 0 generic vectors, 1 AVX2. Both give
- * the same bits (same operations per element); -1 restores the default. */
+/* The same for attention, SiLU and the vector expf they use: 0 the scalar
+ * definition, 2 AVX-512 (1 is the scalar definition as well). All levels
+ * give the same bits; -1 restores the default. Returns the level set. */
 int ec_attention_set_isa(int max_level);
+
+/* Kernels of the forward pass, shared with the pruners' calibration pass so
+ * both give the same bits. ec_attention_item: one (token, head) of causal
+ * attention over n_keys keys at k/v + j * stride (q, k, v already rounded to
+ * fp16 when f16), scores scratch sc[n_keys], out[hd]. ec_silu_mul_row:
+ * g[i] = silu(g[i]) * up[i] over one token's row of n. ec_rope_rotate: one
+ * head of hd values by the cos/sin pairs cs (normal or NeoX pairing). */
+void ec_attention_item(const float *q, const float *k, const float *v, size_t stride,
+                       uint32_t n_keys, uint32_t hd, float scale, bool f16, float *sc,
+                       float *out);
+void ec_silu_mul_row(float *g, const float *up, int64_t n);
+void ec_rope_rotate(float *p, const float *cs, uint32_t hd, bool neox);
+
+/* y[i] = ggml-cpu's vector expf of x[i] (the engine's softmax and SiLU use
+ * it), at the given level (0 scalar definition, 2 AVX-512 where present). */
+void ec_engine_vexpf(const float *x, float *y, int64_t n, int level);
 
 /* y[n_tokens * n_in] = x rounded to the activation type llama.cpp pairs with
  * weight_type (F16 -> fp16, BF16 -> bf16, Q4_0/Q5_0/Q8_0/IQ4_NL -> Q8_0,

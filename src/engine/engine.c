@@ -1,11 +1,14 @@
 /* The llama-family forward pass (see edgec/engine.h for the graph).
  *
- * Numerics follow llama.cpp's CPU backend where it matters at the 1e-4 level:
- * RMSNorm sums x^2 in double and scales by 1/sqrtf(mean + eps); RoPE angles are
- * pos * base^(-2i/n_rot) built by repeated float multiplication; softmax sums
- * expf in double and multiplies by (float)(1/sum); with an F16 KV cache the
- * query and the softmax probabilities are rounded to fp16 as well, because
- * llama.cpp converts them to fp16 for its F16 x F16 matmuls.
+ * Numerics follow llama.cpp's CPU backend (the golden build, b4748 on
+ * AVX-512) operation for operation, so that F32 files give its logits bit for
+ * bit: RMSNorm sums x^2 in double and scales by 1/sqrtf(mean + eps); RoPE
+ * angles are pos * base^(-2i/n_rot) built by repeated float multiplication
+ * and applied with fused multiply-adds; with an F16 KV cache the query and
+ * the softmax probabilities are rounded to fp16 as well, because llama.cpp
+ * converts them to fp16 for its F16 x F16 matmuls; attention, softmax and
+ * SiLU take ggml's lane orders and vector expf (see "attention, SiLU and
+ * expf" below).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -66,7 +69,6 @@ struct ec_engine {
     float *xr;          /* [cap_tokens][max n_in] activations rounded to the vec_dot type */
     float *rope_cs;     /* [cap_tokens][head_dim] cos/sin pairs */
     float *scores;      /* [n_threads][n_ctx] */
-    double *acc;        /* [n_threads][head_dim] */
     int n_threads;
 };
 
@@ -95,6 +97,7 @@ static inline float round_f16(float x)
     }
     return ec_fp16_to_fp32(ec_fp32_to_fp16(x));
 }
+
 
 /* ---- building ---- */
 
@@ -270,7 +273,6 @@ void ec_engine_free(struct ec_engine *e)
     free(e->rope_cs);
     free(e->xr);
     free(e->scores);
-    free(e->acc);
     free(e);
 }
 
@@ -419,8 +421,7 @@ enum ec_status ec_engine_new(struct ec_engine **out, const struct ec_model *m,
     e->n_threads = 1;
 #endif
     e->scores = malloc((size_t)e->n_threads * e->o.n_ctx * sizeof(float));
-    e->acc = malloc((size_t)e->n_threads * hp->head_dim * sizeof(double));
-    if (!e->scores || !e->acc) {
+    if (!e->scores) {
         st = ec_fail(d, EC_ERR_NOMEM, "engine: out of memory");
         goto out_free;
     }
@@ -650,355 +651,281 @@ static void rope_cache(const struct ec_engine *e, int64_t n, uint32_t pos0)
     }
 }
 
+void ec_rope_rotate(float *p, const float *cs, uint32_t hd, bool neox)
+{
+    for (uint32_t i0 = 0; i0 < hd; i0 += 2) {
+        const float c = cs[i0], s = cs[i0 + 1];
+        const uint32_t a = neox ? i0 / 2 : i0;
+        const uint32_t b = neox ? i0 / 2 + hd / 2 : i0 + 1;
+        const float x0 = p[a], x1 = p[b];
+        /* as gcc contracts ggml's x0*c - x1*s and x0*s + x1*c */
+        p[a] = fmaf(x0, c, -(x1 * s));
+        p[b] = fmaf(x0, s, x1 * c);
+    }
+}
+
 static void rope_apply(const struct ec_engine *e, float *v, int64_t n, uint32_t n_heads)
 {
     const uint32_t hd = e->hp.head_dim;
     EC_PAR_FOR(e->n_threads, n * n_heads * hd)
-    for (int64_t t = 0; t < n; t++) {
-        const float *cs = e->rope_cs + t * hd;
-        for (uint32_t h = 0; h < n_heads; h++) {
-            float *p = v + (t * n_heads + h) * hd;
-            for (uint32_t i0 = 0; i0 < hd; i0 += 2) {
-                const float c = cs[i0], s = cs[i0 + 1];
-                uint32_t a = e->neox ? i0 / 2 : i0;
-                uint32_t b = e->neox ? i0 / 2 + hd / 2 : i0 + 1;
-                const float x0 = p[a], x1 = p[b];
-                p[a] = x0 * c - x1 * s;
-                p[b] = x0 * s + x1 * c;
-            }
-        }
+    for (int64_t t = 0; t < n; t++)
+        for (uint32_t h = 0; h < n_heads; h++)
+            ec_rope_rotate(v + (t * n_heads + h) * hd, e->rope_cs + t * hd, hd, e->neox);
+}
+
+/* ---- attention, SiLU and expf in ggml-cpu's AVX-512 order ----
+ *
+ * llama.cpp b4748 (the golden build: GGML_NATIVE on AVX-512, llamafile
+ * sgemm, flash attention off) computes, per (token, head):
+ *   scores   KQ = K (fp16) x q (converted to fp16): head sizes that are a
+ *            multiple of 16 take tinyBLAS (16 float lanes, lane = element
+ *            mod 16, one fused multiply-add chain each, then the lanes'
+ *            tree sum); other head sizes take ggml_vec_dot_f16 (4 x 16
+ *            lanes over 64-element steps, the same tree, the remaining
+ *            products added in double);
+ *   softmax  s * scale, max, exp(s - max) by ggml's vector expf 16 keys at
+ *            a time, each 16's tree sum added to a double total, p * (float)
+ *            (1 / total), rounded to fp16 for the V product;
+ *   output   V^T (fp16) x p (fp16) through tinyBLAS over the keys: lane =
+ *            key mod 16, one fused multiply-add chain per lane, tree sum.
+ * SiLU takes the same vector expf on each row's first n - n % 16 elements
+ * and libm's expf on the rest. With these steps (and RoPE's fused
+ * multiply-adds) stories-student-256's logits equal the golden ones bit for
+ * bit. The scalar functions below are the definition; the AVX-512 clones
+ * give the same bits (test_engine). */
+
+/* ggml's vector expf for one lane (its AVX-512 form: a degree-5 polynomial
+ * in the reduced argument, scaled by 2^n with scalef): |x| beyond 192
+ * halvings/doublings gives 0 or +Inf. */
+static inline float ec_vexpf1(float x)
+{
+    const float r = 0x1.8p23f;
+    const float z = fmaf(x, 0x1.715476p+0f, r);
+    const float n = z - r;
+    const float b = fmaf(-n, 0x1.7f7d1cp-20f, fmaf(-n, 0x1.62e4p-1f, x));
+    if (fabsf(n) > 192.0f)
+        return n <= 0.0f ? 0.0f : INFINITY;
+    const float u = b * b;
+    const float j = fmaf(fmaf(fmaf(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u,
+                              fmaf(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)),
+                         u, fmaf(0x1.ffffecp-1f, b, 1.0f));
+    if (isnan(n))
+        return j;
+    return ldexpf(j, (int)n);
+}
+
+/* the lanes' tree sum of _mm512_reduce_add_ps: i + i+8, i + i+4, then
+ * (0 + 2) + (1 + 3) */
+static inline float ec_tree16(const float *l)
+{
+    float a[8], b[4];
+    for (int i = 0; i < 8; i++)
+        a[i] = l[i] + l[i + 8];
+    for (int i = 0; i < 4; i++)
+        b[i] = a[i] + a[i + 4];
+    return (b[0] + b[2]) + (b[1] + b[3]);
+}
+
+/* score dot product q . k of one key, as described above */
+static float att_dot(const float *q, const float *k, uint32_t hd)
+{
+    if (hd % 16 == 0) {
+        float l[16] = {0};
+        for (uint32_t i = 0; i < hd; i++)
+            l[i % 16] = fmaf(q[i], k[i], l[i % 16]);
+        return ec_tree16(l);
     }
-}
-
-/* Attention's inner loops. Products are float (as ggml's), sums double
- * (see attention()); the vectors hold 8 products, widened to two 4-lane
- * double accumulators. An AVX2 clone is chosen at load time. */
-#pragma GCC diagnostic ignored "-Wpsabi"
-typedef float att_v8f __attribute__((vector_size(32)));
-typedef double att_v4d __attribute__((vector_size(32)));
-typedef float att_v4f __attribute__((vector_size(16)));
-
-static inline att_v8f att_ld(const float *p)
-{
-    att_v8f v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static inline void att_widen(att_v8f p, att_v4d *lo, att_v4d *hi)
-{
-    att_v4f a = {p[0], p[1], p[2], p[3]}, b = {p[4], p[5], p[6], p[7]};
-    *lo = __builtin_convertvector(a, att_v4d);
-    *hi = __builtin_convertvector(b, att_v4d);
-}
-
-/* sum_i (double)(q[i] * k[i]): lanes i % 8 < 4 and >= 4 summed apart, then
- * combined as (s[0] + s[2]) + (s[1] + s[3]), then the tail in order */
-static inline __attribute__((always_inline)) att_v4d att_dot_lanes(const float *restrict q,
-                                                                  const float *restrict k,
-                                                                  uint32_t n)
-{
-    att_v4d s0 = {0}, s1 = {0};
-    for (uint32_t i = 0; i + 8 <= n; i += 8) {
-        att_v4d lo, hi;
-        att_widen(att_ld(q + i) * att_ld(k + i), &lo, &hi);
-        s0 += lo;
-        s1 += hi;
+    const uint32_t np = hd & ~63u;
+    double s = 0.0;
+    if (np) {
+        float a[4][16] = {{0}};
+        for (uint32_t i = 0; i < np; i++)
+            a[(i % 64) / 16][i % 16] = fmaf(q[i], k[i], a[(i % 64) / 16][i % 16]);
+        float l[16];
+        for (int i = 0; i < 16; i++)
+            l[i] = (a[0][i] + a[2][i]) + (a[1][i] + a[3][i]);
+        s = (double)ec_tree16(l);
     }
-    return s0 + s1;
+    for (uint32_t i = np; i < hd; i++)
+        s += (double)(q[i] * k[i]);
+    return (float)s;
 }
 
-static inline __attribute__((always_inline)) double att_dot_tail(double acc, const float *q,
-                                                                 const float *k, uint32_t n)
-{
-    for (uint32_t i = n & ~7u; i < n; i++)
-        acc += (double)(q[i] * k[i]);
-    return acc;
-}
-
-/* scores of keys j .. j+3 from their combined lane sums r (tails added) */
-static inline __attribute__((always_inline)) float att_emit4(const double *r, const float *q,
-                                                             const float *kj, size_t stride,
-                                                             uint32_t n, float scale, float *sc,
-                                                             float mx)
-{
-    for (int u = 0; u < 4; u++) {
-        const float s = (float)att_dot_tail(r[u], q, kj + u * stride, n) * scale;
-        sc[u] = s;
-        mx = s > mx ? s : mx;
-    }
-    return mx;
-}
-
-/* sc[j] = (float)dot(q, k_j) * scale for j < n_keys, k_j = k + j * stride;
- * returns the largest. Four keys at a time: their lane vectors are combined
- * in vector form, with the same additions as one key at a time. */
-static inline __attribute__((always_inline)) float
-att_scores(const float *restrict q, const float *k, size_t stride, uint32_t n_keys, uint32_t n,
-           float scale, float *restrict sc)
+/* one (token, head) item: the definition */
+static void att_item_generic(const float *restrict q, const float *k, const float *v,
+                             size_t stride, uint32_t n_keys, uint32_t hd, float scale, bool f16,
+                             float *restrict sc, float *restrict out)
 {
     float mx = -INFINITY;
-    uint32_t j = 0;
-    for (; j + 4 <= n_keys; j += 4) {
-        const float *kj = k + j * stride;
-        const att_v4d v0 = att_dot_lanes(q, kj, n), v1 = att_dot_lanes(q, kj + stride, n);
-        const att_v4d v2 = att_dot_lanes(q, kj + 2 * stride, n);
-        const att_v4d v3 = att_dot_lanes(q, kj + 3 * stride, n);
-        const att_v4d a = (att_v4d){v0[0], v1[0], v2[0], v3[0]} +
-                          (att_v4d){v0[2], v1[2], v2[2], v3[2]};
-        const att_v4d b = (att_v4d){v0[1], v1[1], v2[1], v3[1]} +
-                          (att_v4d){v0[3], v1[3], v2[3], v3[3]};
-        const att_v4d r4 = a + b;
-        const double r[4] = {r4[0], r4[1], r4[2], r4[3]};
-        mx = att_emit4(r, q, kj, stride, n, scale, sc + j, mx);
-    }
-    for (; j < n_keys; j++) {
-        const float *kj = k + j * stride;
-        const att_v4d v = att_dot_lanes(q, kj, n);
-        const float s = (float)att_dot_tail((v[0] + v[2]) + (v[1] + v[3]), q, kj, n) * scale;
-        sc[j] = s;
-        mx = s > mx ? s : mx;
-    }
-    return mx;
-}
-
-/* columns i0 .. n of att_pv, one at a time */
-static inline __attribute__((always_inline)) void att_pv_tail(double *out, const float *p,
-                                                              const float *v, size_t stride,
-                                                              uint32_t n_keys, uint32_t n,
-                                                              uint32_t i0)
-{
-    for (uint32_t i = i0; i < n; i++) {
-        double a = 0.0;
-        for (uint32_t j = 0; j < n_keys; j++)
-            a += (double)(p[j] * v[j * stride + i]);
-        out[i] = a;
-    }
-}
-
-/* out[i] = sum_j (double)(p[j] * v_j[i]), v_j = v + j * stride, for i < n:
- * 16 columns at a time, their four accumulators kept in registers over all
- * keys (the same additions, in the same order, as one axpy per key) */
-static inline __attribute__((always_inline)) void att_pv(double *restrict out,
-                                                         const float *restrict p, const float *v,
-                                                         size_t stride, uint32_t n_keys,
-                                                         uint32_t n)
-{
-    uint32_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        att_v4d a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
-        for (uint32_t j = 0; j < n_keys; j++) {
-            const float *vj = v + j * stride + i;
-            const att_v8f pj = (att_v8f){0} + p[j];
-            att_v4d lo, hi;
-            att_widen(pj * att_ld(vj), &lo, &hi);
-            a0 += lo;
-            a1 += hi;
-            att_widen(pj * att_ld(vj + 8), &lo, &hi);
-            a2 += lo;
-            a3 += hi;
-        }
-        memcpy(out + i, &a0, sizeof a0);
-        memcpy(out + i + 4, &a1, sizeof a1);
-        memcpy(out + i + 8, &a2, sizeof a2);
-        memcpy(out + i + 12, &a3, sizeof a3);
-    }
-    att_pv_tail(out, p, v, stride, n_keys, n, i);
-}
-
-/* softmax in place: exp(s - mx) summed in double, probabilities rounded to
- * fp16 when the cache is (ggml converts them for the V product) */
-static void att_softmax(float *sc, uint32_t n_keys, float mx, bool f16)
-{
-    double sum = 0.0;
     for (uint32_t j = 0; j < n_keys; j++) {
-        float p = expf(sc[j] - mx);
-        sum += (double)p;
-        sc[j] = p;
+        sc[j] = att_dot(q, k + j * stride, hd) * scale;
+        mx = sc[j] > mx ? sc[j] : mx;
+    }
+    double sum = 0.0;
+    for (uint32_t j0 = 0; j0 < n_keys; j0 += 16) {
+        float l[16] = {0};
+        for (uint32_t j = j0; j < j0 + 16 && j < n_keys; j++)
+            l[j - j0] = sc[j] = ec_vexpf1(sc[j] - mx);
+        sum += (double)ec_tree16(l);
     }
     const float inv = (float)(1.0 / sum);
     for (uint32_t j = 0; j < n_keys; j++)
         sc[j] = f16 ? round_f16(sc[j] * inv) : sc[j] * inv;
+    for (uint32_t i = 0; i < hd; i++) {
+        float l[16] = {0};
+        for (uint32_t j = 0; j < n_keys; j++)
+            l[j % 16] = fmaf(sc[j], v[j * stride + i], l[j % 16]);
+        out[i] = ec_tree16(l);
+    }
 }
 
-/* One (token, head) item: scores, softmax (sum in double; probabilities
- * rounded to fp16 when the cache is, as ggml converts them for the V
- * product), P.V summed in double. One clone per ISA (AVX-512 widens 8
- * products at once) for the whole item, so the per-key work makes no
- * indirect calls; the operations per element are the same in every clone. */
-static void att_item_generic(const float *restrict q, const float *k, const float *v, size_t stride,
-                     uint32_t n_keys, uint32_t hd, float scale, bool f16, float *restrict sc,
-                     double *restrict acc, float *restrict out)
+/* g[i] = silu(g[i]) * up[i] over one row of n: the definition */
+static void silu_mul_generic(float *restrict g, const float *restrict up, int64_t n)
 {
-    const float mx = att_scores(q, k, stride, n_keys, hd, scale, sc);
-    att_softmax(sc, n_keys, mx, f16);
-    /* sums in double: with fp16 inputs the products are exact and llama.cpp's
-     * wide F32 accumulators make the sum nearly exact too */
-    att_pv(acc, sc, v, stride, n_keys, hd);
-    for (uint32_t i = 0; i < hd; i++)
-        out[i] = (float)acc[i];
+    const int64_t n16 = n - n % 16;
+    for (int64_t i = 0; i < n; i++) {
+        const float x = g[i];
+        const float e = i < n16 ? ec_vexpf1(0.0f - x) : expf(-x);
+        g[i] = (x / (1.0f + e)) * up[i];
+    }
 }
-
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
-#define EC_ATT_AVX2 1
-/* The same item with AVX2 intrinsics (GCC's generic float4 -> double4
- * conversions come out as pairs of 2-lane converts): per key and column the
- * same float products, exact widenings and double additions in the same
- * order, so the same bits as att_item_generic. */
-__attribute__((target("avx2"))) static inline __m256d att_lanes_avx2(const float *q,
-                                                                      const float *k, uint32_t n)
+#define EC_ATT_512 1
+#define ATT_512 __attribute__((target("avx512f,avx512dq,avx2,fma")))
+#define ATT_512_IN __attribute__((target("avx512f,avx512dq,avx2,fma"), always_inline)) static inline
+
+ATT_512_IN __m512 vexpf16(__m512 x)
 {
-    __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
-    for (uint32_t i = 0; i + 8 <= n; i += 8) {
-        const __m256 p = _mm256_mul_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(k + i));
-        s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(p)));
-        s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(p, 1)));
-    }
-    return _mm256_add_pd(s0, s1);
+    const __m512 r = _mm512_set1_ps(0x1.8p23f);
+    const __m512 z = _mm512_fmadd_ps(x, _mm512_set1_ps(0x1.715476p+0f), r);
+    const __m512 n = _mm512_sub_ps(z, r);
+    const __m512 b = _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.7f7d1cp-20f),
+                                      _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.62e4p-1f), x));
+    const __m512 u = _mm512_mul_ps(b, b);
+    const __m512 p3 = _mm512_fmadd_ps(_mm512_set1_ps(0x1.0e4020p-7f), b,
+                                      _mm512_set1_ps(0x1.573e2ep-5f));
+    const __m512 p2 = _mm512_fmadd_ps(_mm512_set1_ps(0x1.555e66p-3f), b,
+                                      _mm512_set1_ps(0x1.fffdb6p-2f));
+    const __m512 p1 = _mm512_fmadd_ps(_mm512_set1_ps(0x1.ffffecp-1f), b, _mm512_set1_ps(1.0f));
+    const __m512 j = _mm512_fmadd_ps(_mm512_fmadd_ps(p3, u, p2), u, p1);
+    const __m512 res = _mm512_scalef_ps(j, n);
+    const __mmask16 big = _mm512_cmp_ps_mask(_mm512_abs_ps(n), _mm512_set1_ps(192.0f), _CMP_GT_OQ);
+    if (!big)
+        return res;
+    const __m512 alt = _mm512_mask_blend_ps(
+        _mm512_cmp_ps_mask(n, _mm512_setzero_ps(), _CMP_LE_OQ), _mm512_set1_ps(INFINITY),
+        _mm512_setzero_ps());
+    return _mm512_mask_blend_ps(big, res, alt);
 }
 
-/* four keys' lane vectors (x0..x3 each) to r[k] = (x0 + x2) + (x1 + x3) of key
- * k, the four keys side by side: the generic loops' additions */
-__attribute__((target("avx2"), always_inline)) static inline void
-att_combine4_avx2(__m256d v0, __m256d v1, __m256d v2, __m256d v3, double r[4])
+ATT_512_IN float tree16_512(__m512 v)
 {
-    const __m256d t0 = _mm256_unpacklo_pd(v0, v1), t1 = _mm256_unpackhi_pd(v0, v1);
-    const __m256d t2 = _mm256_unpacklo_pd(v2, v3), t3 = _mm256_unpackhi_pd(v2, v3);
-    const __m256d a = _mm256_add_pd(_mm256_permute2f128_pd(t0, t2, 0x20),
-                                    _mm256_permute2f128_pd(t0, t2, 0x31));
-    const __m256d b = _mm256_add_pd(_mm256_permute2f128_pd(t1, t3, 0x20),
-                                    _mm256_permute2f128_pd(t1, t3, 0x31));
-    _mm256_storeu_pd(r, _mm256_add_pd(a, b));
-}
-
-__attribute__((target("avx2"))) static void att_item_avx2(const float *restrict q,
-                                                           const float *k, const float *v,
-                                                           size_t stride, uint32_t n_keys,
-                                                           uint32_t hd, float scale, bool f16,
-                                                           float *restrict sc,
-                                                           double *restrict acc,
-                                                           float *restrict out)
-{
-    float mx = -INFINITY;
-    uint32_t j = 0;
-    for (; j + 4 <= n_keys; j += 4) {
-        const float *kj = k + j * stride;
-        double r[4];
-        att_combine4_avx2(att_lanes_avx2(q, kj, hd), att_lanes_avx2(q, kj + stride, hd),
-                          att_lanes_avx2(q, kj + 2 * stride, hd),
-                          att_lanes_avx2(q, kj + 3 * stride, hd), r);
-        mx = att_emit4(r, q, kj, stride, hd, scale, sc + j, mx);
-    }
-    for (; j < n_keys; j++) {
-        const float *kj = k + j * stride;
-        double r[4];
-        _mm256_storeu_pd(r, att_lanes_avx2(q, kj, hd));
-        const float s = (float)att_dot_tail((r[0] + r[2]) + (r[1] + r[3]), q, kj, hd) * scale;
-        sc[j] = s;
-        mx = s > mx ? s : mx;
-    }
-    att_softmax(sc, n_keys, mx, f16);
-    uint32_t i = 0;
-    for (; i + 16 <= hd; i += 16) {
-        __m256d a0 = _mm256_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
-        for (uint32_t jj = 0; jj < n_keys; jj++) {
-            const float *vj = v + jj * stride + i;
-            const __m256 pj = _mm256_set1_ps(sc[jj]);
-            const __m256 m0 = _mm256_mul_ps(pj, _mm256_loadu_ps(vj));
-            const __m256 m1 = _mm256_mul_ps(pj, _mm256_loadu_ps(vj + 8));
-            a0 = _mm256_add_pd(a0, _mm256_cvtps_pd(_mm256_castps256_ps128(m0)));
-            a1 = _mm256_add_pd(a1, _mm256_cvtps_pd(_mm256_extractf128_ps(m0, 1)));
-            a2 = _mm256_add_pd(a2, _mm256_cvtps_pd(_mm256_castps256_ps128(m1)));
-            a3 = _mm256_add_pd(a3, _mm256_cvtps_pd(_mm256_extractf128_ps(m1, 1)));
-        }
-        _mm256_storeu_pd(acc + i, a0);
-        _mm256_storeu_pd(acc + i + 4, a1);
-        _mm256_storeu_pd(acc + i + 8, a2);
-        _mm256_storeu_pd(acc + i + 12, a3);
-    }
-    att_pv_tail(acc, sc, v, stride, n_keys, hd, i);
-    for (uint32_t c = 0; c < hd; c++)
-        out[c] = (float)acc[c];
-}
-
-/* AVX-512: eight products widened at once. A key's lane vector holds the
- * AVX2 version's two 4-double accumulators side by side (lanes 0-3: the low
- * four products of each step, 4-7: the high four), and a P.V accumulator
- * eight columns, so every double addition is the one the generic loops make,
- * in the same order: the same bits. */
-#define ATT_512 __attribute__((target("avx512f,avx512dq,avx2")))
-ATT_512 static inline __m256d att_lanes_512(const float *q, const float *k, uint32_t n)
-{
-    __m512d s = _mm512_setzero_pd();
-    for (uint32_t i = 0; i + 8 <= n; i += 8)
-        s = _mm512_add_pd(s, _mm512_cvtps_pd(_mm256_mul_ps(_mm256_loadu_ps(q + i),
-                                                           _mm256_loadu_ps(k + i))));
-    return _mm256_add_pd(_mm512_castpd512_pd256(s), _mm512_extractf64x4_pd(s, 1));
+    const __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v),
+                                   _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    b = _mm_add_ps(b, _mm_movehl_ps(b, b));
+    b = _mm_add_ss(b, _mm_movehdup_ps(b));
+    return _mm_cvtss_f32(b);
 }
 
 ATT_512 static void att_item_avx512(const float *restrict q, const float *k, const float *v,
                                     size_t stride, uint32_t n_keys, uint32_t hd, float scale,
-                                    bool f16, float *restrict sc, double *restrict acc,
-                                    float *restrict out)
+                                    bool f16, float *restrict sc, float *restrict out)
 {
     float mx = -INFINITY;
-    uint32_t j = 0;
-    for (; j + 4 <= n_keys; j += 4) {
-        const float *kj = k + j * stride;
-        double r[4];
-        att_combine4_avx2(att_lanes_512(q, kj, hd), att_lanes_512(q, kj + stride, hd),
-                          att_lanes_512(q, kj + 2 * stride, hd),
-                          att_lanes_512(q, kj + 3 * stride, hd), r);
-        mx = att_emit4(r, q, kj, stride, hd, scale, sc + j, mx);
-    }
-    for (; j < n_keys; j++) {
-        const float *kj = k + j * stride;
-        double r[4];
-        _mm256_storeu_pd(r, att_lanes_512(q, kj, hd));
-        const float s = (float)att_dot_tail((r[0] + r[2]) + (r[1] + r[3]), q, kj, hd) * scale;
-        sc[j] = s;
-        mx = s > mx ? s : mx;
-    }
-    att_softmax(sc, n_keys, mx, f16);
-    uint32_t i = 0;
-    for (; i + 32 <= hd; i += 32) {
-        __m512d a0 = _mm512_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
-        for (uint32_t jj = 0; jj < n_keys; jj++) {
-            const float *vj = v + jj * stride + i;
-            const __m256 pj = _mm256_set1_ps(sc[jj]);
-            a0 = _mm512_add_pd(a0, _mm512_cvtps_pd(_mm256_mul_ps(pj, _mm256_loadu_ps(vj))));
-            a1 = _mm512_add_pd(a1, _mm512_cvtps_pd(_mm256_mul_ps(pj, _mm256_loadu_ps(vj + 8))));
-            a2 = _mm512_add_pd(a2, _mm512_cvtps_pd(_mm256_mul_ps(pj, _mm256_loadu_ps(vj + 16))));
-            a3 = _mm512_add_pd(a3, _mm512_cvtps_pd(_mm256_mul_ps(pj, _mm256_loadu_ps(vj + 24))));
+    if (hd % 16 == 0) {
+        for (uint32_t j = 0; j < n_keys; j++) {
+            const float *kj = k + j * stride;
+            __m512 l = _mm512_setzero_ps();
+            for (uint32_t i = 0; i < hd; i += 16)
+                l = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), _mm512_loadu_ps(kj + i), l);
+            const float s = tree16_512(l) * scale;
+            sc[j] = s;
+            mx = s > mx ? s : mx;
         }
-        _mm512_storeu_pd(acc + i, a0);
-        _mm512_storeu_pd(acc + i + 8, a1);
-        _mm512_storeu_pd(acc + i + 16, a2);
-        _mm512_storeu_pd(acc + i + 24, a3);
+    } else {
+        for (uint32_t j = 0; j < n_keys; j++) {
+            sc[j] = att_dot(q, k + j * stride, hd) * scale;
+            mx = sc[j] > mx ? sc[j] : mx;
+        }
     }
-    for (; i + 8 <= hd; i += 8) {
-        __m512d a0 = _mm512_setzero_pd();
-        for (uint32_t jj = 0; jj < n_keys; jj++)
-            a0 = _mm512_add_pd(a0, _mm512_cvtps_pd(_mm256_mul_ps(
-                                       _mm256_set1_ps(sc[jj]), _mm256_loadu_ps(v + jj * stride + i))));
-        _mm512_storeu_pd(acc + i, a0);
+    double sum = 0.0;
+    const __m512 vmx = _mm512_set1_ps(mx);
+    for (uint32_t j0 = 0; j0 < n_keys; j0 += 16) {
+        const uint32_t left = n_keys - j0;
+        const __mmask16 m = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
+        const __m512 s = _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), m, sc + j0);
+        const __m512 p = vexpf16(_mm512_sub_ps(s, vmx));
+        _mm512_mask_storeu_ps(sc + j0, m, p);
+        sum += (double)tree16_512(p);
     }
-    att_pv_tail(acc, sc, v, stride, n_keys, hd, i);
-    for (uint32_t c = 0; c < hd; c++)
-        out[c] = (float)acc[c];
+    const __m512 inv = _mm512_set1_ps((float)(1.0 / sum));
+    for (uint32_t j0 = 0; j0 < n_keys; j0 += 16) {
+        const uint32_t left = n_keys - j0;
+        const __mmask16 m = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
+        __m512 p = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, sc + j0), inv);
+        if (f16)
+            p = _mm512_cvtph_ps(_mm512_cvtps_ph(p, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        _mm512_mask_storeu_ps(sc + j0, m, p);
+    }
+    /* P.V: sixteen accumulators, one per key lane, per 16 columns */
+    for (uint32_t c = 0; c < hd; c += 16) {
+        const uint32_t cl = hd - c;
+        const __mmask16 cm = cl >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << cl) - 1u);
+        __m512 a[16];
+        for (int l = 0; l < 16; l++)
+            a[l] = _mm512_setzero_ps();
+        uint32_t j = 0;
+        for (; j + 16 <= n_keys; j += 16)
+            for (int l = 0; l < 16; l++)
+                a[l] = _mm512_fmadd_ps(_mm512_set1_ps(sc[j + l]),
+                                       _mm512_maskz_loadu_ps(cm, v + (j + l) * stride + c), a[l]);
+        for (int l = 0; j + (uint32_t)l < n_keys; l++)
+            a[l] = _mm512_fmadd_ps(_mm512_set1_ps(sc[j + l]),
+                                   _mm512_maskz_loadu_ps(cm, v + (j + l) * stride + c), a[l]);
+        for (int l = 0; l < 8; l++)
+            a[l] = _mm512_add_ps(a[l], a[l + 8]);
+        for (int l = 0; l < 4; l++)
+            a[l] = _mm512_add_ps(a[l], a[l + 4]);
+        const __m512 r = _mm512_add_ps(_mm512_add_ps(a[0], a[2]), _mm512_add_ps(a[1], a[3]));
+        _mm512_mask_storeu_ps(out + c, cm, r);
+    }
+}
+
+ATT_512 static void silu_mul_avx512(float *restrict g, const float *restrict up, int64_t n)
+{
+    const int64_t n16 = n - n % 16;
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (int64_t i = 0; i < n16; i += 16) {
+        const __m512 x = _mm512_loadu_ps(g + i);
+        const __m512 e = vexpf16(_mm512_sub_ps(_mm512_setzero_ps(), x));
+        _mm512_storeu_ps(g + i, _mm512_mul_ps(_mm512_div_ps(x, _mm512_add_ps(one, e)),
+                                              _mm512_loadu_ps(up + i)));
+    }
+    for (int64_t i = n16; i < n; i++)
+        g[i] = (g[i] / (1.0f + expf(-g[i]))) * up[i];
+}
+
+/* vector expf of n values (for the test of vexpf16 against ec_vexpf1) */
+ATT_512 static void vexpf_avx512(const float *x, float *y, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(y + i, vexpf16(_mm512_loadu_ps(x + i)));
+    for (; i < n; i++)
+        y[i] = ec_vexpf1(x[i]);
 }
 #endif
 
-static int att_isa = -1; /* 0 generic, 1 AVX2, 2 AVX-512 */
+static int att_isa = -1; /* 0 generic, 2 AVX-512 (1 is generic as well) */
 
 int ec_attention_set_isa(int max_level)
 {
     int best = 0;
-#ifdef EC_ATT_AVX2
-    best = ec_cpu_has(EC_CPU_AVX2) ? 1 : 0;
-    if (best && ec_cpu_has(EC_CPU_AVX512F | EC_CPU_AVX512DQ))
+#ifdef EC_ATT_512
+    if (ec_cpu_has(EC_CPU_AVX512F | EC_CPU_AVX512DQ | EC_CPU_AVX2 | EC_CPU_FMA))
         best = 2;
 #endif
     int lvl = max_level < 0 || max_level > best ? best : max_level;
@@ -1006,24 +933,47 @@ int ec_attention_set_isa(int max_level)
     return lvl;
 }
 
-static void att_item(const float *restrict q, const float *k, const float *v, size_t stride,
-                     uint32_t n_keys, uint32_t hd, float scale, bool f16, float *restrict sc,
-                     double *restrict acc, float *restrict out)
+static int att_level(void)
 {
-#ifdef EC_ATT_AVX2
     int isa = __atomic_load_n(&att_isa, __ATOMIC_RELAXED);
-    if (isa < 0)
-        isa = ec_attention_set_isa(-1);
-    if (isa == 2) {
-        att_item_avx512(q, k, v, stride, n_keys, hd, scale, f16, sc, acc, out);
-        return;
-    }
-    if (isa == 1) {
-        att_item_avx2(q, k, v, stride, n_keys, hd, scale, f16, sc, acc, out);
+    return isa < 0 ? ec_attention_set_isa(-1) : isa;
+}
+
+void ec_attention_item(const float *restrict q, const float *k, const float *v, size_t stride,
+                       uint32_t n_keys, uint32_t hd, float scale, bool f16, float *restrict sc,
+                       float *restrict out)
+{
+#ifdef EC_ATT_512
+    if (att_level() == 2) {
+        att_item_avx512(q, k, v, stride, n_keys, hd, scale, f16, sc, out);
         return;
     }
 #endif
-    att_item_generic(q, k, v, stride, n_keys, hd, scale, f16, sc, acc, out);
+    att_item_generic(q, k, v, stride, n_keys, hd, scale, f16, sc, out);
+}
+
+void ec_silu_mul_row(float *restrict g, const float *restrict up, int64_t n)
+{
+#ifdef EC_ATT_512
+    if (att_level() == 2) {
+        silu_mul_avx512(g, up, n);
+        return;
+    }
+#endif
+    silu_mul_generic(g, up, n);
+}
+
+void ec_engine_vexpf(const float *x, float *y, int64_t n, int level)
+{
+#ifdef EC_ATT_512
+    if (level == 2 && att_level() == 2) {
+        vexpf_avx512(x, y, n);
+        return;
+    }
+#endif
+    (void)level;
+    for (int64_t i = 0; i < n; i++)
+        y[i] = ec_vexpf1(x[i]);
 }
 
 /* Causal GQA attention of the n new tokens (positions pos0..) over the cache. */
@@ -1052,8 +1002,8 @@ static void attention(struct ec_engine *e, const struct eng_layer *L, int64_t n,
         const uint32_t kvh = h / group;
         const float *q = e->q + (size_t)it * hd;
         const uint32_t n_keys = pos0 + (uint32_t)t + 1;
-        att_item(q, L->k_cache + (size_t)kvh * hd, L->v_cache + (size_t)kvh * hd, kv_stride,
-                 n_keys, hd, scale, f16, sc, e->acc + (size_t)tid * hd, e->att + (size_t)it * hd);
+        ec_attention_item(q, L->k_cache + (size_t)kvh * hd, L->v_cache + (size_t)kvh * hd, kv_stride,
+                 n_keys, hd, scale, f16, sc, e->att + (size_t)it * hd);
     }
 }
 
@@ -1135,10 +1085,8 @@ enum ec_status ec_engine_eval(struct ec_engine *e, const int32_t *tokens, int64_
             (st = linear(e, (int)il, &L->up, e->h, n, e->up, d)) != EC_OK)
             return st;
         EC_PAR_FOR(e->n_threads, n * (int64_t)hp->n_ff)
-        for (size_t i = 0; i < (size_t)n * hp->n_ff; i++) {
-            const float g = e->gate[i];
-            e->gate[i] = (g / (1.0f + expf(-g))) * e->up[i];
-        }
+        for (int64_t t = 0; t < n; t++)
+            ec_silu_mul_row(e->gate + t * hp->n_ff, e->up + t * hp->n_ff, hp->n_ff);
         if ((st = linear(e, (int)il, &L->down, e->gate, n, e->h, d)) != EC_OK)
             return st;
         EC_PAR_FOR(e->n_threads, n * n_embd)

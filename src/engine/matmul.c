@@ -290,6 +290,34 @@ AVX512_IN void tile_avx512(const float *const *w, const int NR, const float *x, 
         }
 }
 
+/* Rows whose length is not a multiple of 16: llamafile's tinyBLAS declines
+ * them and ggml_vec_dot_f32 runs instead, so this is its order: four 16-lane
+ * accumulators over 64-element steps, (a0 + a2) + (a1 + a3), the lanes' tree
+ * sum, then the remaining products (float) added in double. */
+AVX512_IN float dot_vecdot512(const float *w, const float *x, int64_t n)
+{
+    const int64_t np = n & ~(int64_t)63;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t i = 0; i < np; i += 64) {
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i), _mm512_loadu_ps(x + i), a0);
+        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i + 16), _mm512_loadu_ps(x + i + 16), a1);
+        a2 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i + 32), _mm512_loadu_ps(x + i + 32), a2);
+        a3 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i + 48), _mm512_loadu_ps(x + i + 48), a3);
+    }
+    double s = hsum512(_mm512_add_ps(_mm512_add_ps(a0, a2), _mm512_add_ps(a1, a3)));
+    for (int64_t i = np; i < n; i++)
+        s += (double)(w[i] * x[i]);
+    return (float)s;
+}
+
+AVX512_FN static void rows_vecdot512(const float *const *wr, int64_t nrows, const float *x,
+                                     int64_t n_tokens, int64_t n, float *y, int64_t ldo)
+{
+    for (int64_t t = 0; t < n_tokens; t++)
+        for (int64_t r = 0; r < nrows; r++)
+            y[t * ldo + r] = dot_vecdot512(wr[r], x + t * n, n);
+}
+
 /* k-chunk length: six tokens' chunks (6 x 2 KB) stay in L1 while the block's
  * rows stream from L2; without chunking a long row (n = 5632: 22 KB per
  * token) pushed the tokens out of L1 and both operands came from L2 */
@@ -347,6 +375,10 @@ static void block_rows(const struct ec_linear_view *w, const float *x, int64_t n
     }
 #ifdef EC_MM_X86
     const int isa = get_isa();
+    if (isa == 2 && n % 16 != 0) {
+        rows_vecdot512(rows, r1 - r0, x, n_tokens, n, y + r0, w->n_out);
+        return;
+    }
     if (isa == 2) {
         rows_avx512(rows, r1 - r0, x, n_tokens, n, y + r0, w->n_out);
         return;

@@ -142,12 +142,20 @@ static void check_golden_logits(const char *model)
             "[engine] %s vs llama.cpp logits.F32: max|diff| %.3g (F16 KV), %.3g (F32 KV), "
             "max|logit| %.3g (1e-4 x: %.3g), argmax %d/%d\n",
             model, df, df32, mx, 1e-4 * mx, agree, N_GOLDEN);
-    /* 1e-4 x max|logit| is reached with an F32 KV cache against run.c and torch
-     * (below). Against llama.cpp's F16 cache, an fp16 rounding that flips by one
-     * ulp (K, V, q or p differing by ~1e-7 before rounding) stays in the cache
-     * and shifts all later logits by ~1e-3: stories260K's first 5 rows agree to
-     * 5e-6, then one flip at row 29 gives 3.8e-3 = 1.8e-4 x max|logit|. */
-    cr_expect_leq(df, 2.5e-4 * mx, "%s: max|diff| %g > 2.5e-4 x %g", model, df, mx);
+    /* The engine takes llama.cpp's AVX-512 operation order (tinyBLAS and
+     * ggml_vec_dot lanes, ggml's vector expf in softmax and SiLU, RoPE's fused
+     * multiply-adds): with the AVX-512 matmul level stories-student-256's
+     * logits are the golden ones bit for bit. stories260K measures 2.9e-5 x
+     * max|logit| (every row differs by a few ulp from row 0 on; its 172-wide
+     * FFN takes ggml paths whose order is reproduced only as far as the
+     * golden data shows). Elsewhere (AVX2: 8-lane F32 sums) an fp16 rounding
+     * of K, V, q or p can flip by one ulp and shift later logits by ~1e-3, so
+     * only the issue's bound holds there. */
+    const bool avx512 = ec_matmul_set_isa(-1) == 2;
+    cr_expect_leq(df, (avx512 ? 1e-4 : 2.5e-4) * mx, "%s: max|diff| %g > bound x %g", model, df, mx);
+    if (avx512 && strcmp(model, "stories-student-256") == 0)
+        cr_expect_eq(df, 0.0, "%s: F32 logits no longer llama.cpp's bit for bit (max|diff| %g)",
+                     model, df);
     cr_expect_leq(max_diff(lg, g.logits, 5 * g.n_vocab), 1e-4 * mx, "%s: first rows", model);
     cr_expect_eq(agree, N_GOLDEN);
     free(lg32);
@@ -204,18 +212,14 @@ static void check_golden_q4_k_m(const char *model)
             fprintf(stderr, "row %d %.3g\n", r,
                     max_diff(lg + (size_t)r * g.n_vocab, g.logits + (size_t)r * g.n_vocab, g.n_vocab));
     /* The issue's target is 1e-2 x max|logit|. With the integer block dot
-     * products in llama.cpp's order (ec_matmul_qdot) stories260K's logits
-     * are llama.cpp's bit for bit (measured with the portable, AVX2 and
-     * AVX-512 tiles for its F16 ffn_down: fp16 products sum exactly there),
-     * so that is held exactly; stories-student-256 measures 7.4e-3: rows
-     * 0-5 agree to 1 ulp, later rows differ where an activation lands on the
-     * other side of an int8 rounding boundary (ggml's SIMD expf in softmax
-     * and SiLU is not reproduced). With float dot products instead
-     * (EDGEC_NO_QDOT) they were 1.19e-2 / 1.04e-2. */
+     * products in llama.cpp's order (ec_matmul_qdot), and attention, softmax
+     * and SiLU in ggml's order with its vector expf, both models' logits are
+     * llama.cpp's bit for bit (stories-student-256 measured 7.4e-3 with
+     * libm's expf; with float dot products instead, EDGEC_NO_QDOT, they were
+     * 1.19e-2 / 1.04e-2). Held exactly. */
     cr_expect_leq(df, 1e-2 * mx, "%s: max|diff| %g > 1e-2 x %g", model, df, mx);
-    if (strcmp(model, "stories260K") == 0)
-        cr_expect_eq(df, 0.0, "stories260K: Q4_K_M logits no longer llama.cpp's bit for bit "
-                              "(max|diff| %g)", df);
+    cr_expect_eq(df, 0.0, "%s: Q4_K_M logits no longer llama.cpp's bit for bit (max|diff| %g)",
+                 model, df);
     cr_expect_geq(agree, N_GOLDEN - 1, "%s: argmax %d/%d", model, agree, N_GOLDEN);
     free(lg);
     ec_engine_free(e);
@@ -433,6 +437,58 @@ Test(engine, attention_simd_levels_equal_generic)
     check_attention_isa("models/stories260K", true);
 }
 
+/* ggml's vector expf (softmax and SiLU): the AVX-512 form equals the scalar
+ * definition on every 251st float bit pattern and on the edge values, and the
+ * definition is within 2.5 ulp of exp on [-87, 88] (ggml states 1.45 + 0.5
+ * ulp; 2.18 measured here on these inputs): a wrong constant or step fails
+ * one or the other. */
+Test(engine, vexpf_levels_agree_and_track_exp)
+{
+    enum { N = 1 << 16 };
+    float *x = malloc(sizeof(float) * N), *y0 = malloc(sizeof(float) * N),
+          *y2 = malloc(sizeof(float) * N);
+    cr_assert(x && y0 && y2);
+    const int top = ec_attention_set_isa(-1);
+    int64_t n_cmp = 0, n_diff = 0;
+    double worst_ulp = 0.0;
+    const float edge[] = {0.0f, -0.0f, 1.0f, -1.0f, 88.7f, 88.8f, -87.3f, -103.9f, -104.0f,
+                          -150.0f, 133.0f, 192.5f, -192.5f, -1e30f, 1e30f, INFINITY, -INFINITY,
+                          NAN, 0x1p-149f, -0x1p-149f};
+    for (uint64_t base = 0; base < (1ull << 32); base += (uint64_t)N * 251) {
+        int64_t n = 0;
+        for (uint64_t i = 0; i < N && base + i * 251 < (1ull << 32); i++) {
+            uint32_t u = (uint32_t)(base + i * 251);
+            memcpy(&x[n++], &u, 4);
+        }
+        if (base == 0)
+            for (size_t i = 0; i < sizeof edge / sizeof edge[0]; i++)
+                x[i] = edge[i];
+        ec_engine_vexpf(x, y0, n, 0);
+        ec_engine_vexpf(x, y2, n, top);
+        for (int64_t i = 0; i < n; i++) {
+            n_cmp++;
+            n_diff += memcmp(&y0[i], &y2[i], 4) != 0 && !(isnan(y0[i]) && isnan(y2[i]));
+            if (x[i] >= -87.0f && x[i] <= 88.0f) {
+                const double ex = exp((double)x[i]);
+                const double ulp = ldexp(1.0, ilogb(ex) - 23);
+                worst_ulp = fmax(worst_ulp, fabs((double)y0[i] - ex) / ulp);
+            }
+        }
+    }
+    fprintf(stderr, "[engine] vexpf: level %d vs definition: %lld of %lld differ; worst %.2f ulp of exp on [-87, 88]\n",
+            top, (long long)n_diff, (long long)n_cmp, worst_ulp);
+    cr_expect_eq(n_diff, 0);
+    cr_expect_leq(worst_ulp, 2.5);
+    ec_engine_vexpf(edge, y0, 20, 0);
+    cr_expect_eq(y0[0], 1.0f);
+    cr_expect_eq(y0[15], INFINITY);
+    cr_expect_eq(y0[16], 0.0f);
+    cr_expect(isnan(y0[17]));
+    free(x);
+    free(y0);
+    free(y2);
+}
+
 /* Eval in several batches (KV cache reuse) = one batch, bit for bit. */
 Test(engine, split_batches_match_one_batch)
 {
@@ -554,27 +610,45 @@ Test(engine, matmul_fast_matches_reference)
     fprintf(stderr, "[engine] matmul fast vs ref (kernel levels 0..%d): worst |diff| / sum|w x| = %.3g\n", top, worst);
 }
 
-/* The AVX-512 F32 kernel, spelled out: 16 lanes, each a chain of fused
- * multiply-adds over k = lane, lane + 16, ...; the lanes reduced as
- * hsum512 does (halves, then quarters, then pairs); the tail k >= n - n % 16
- * added one fmaf at a time. It walks long rows in k-chunks carrying the lane
- * sums, which must not change a bit: rows here span several chunks. */
-static float avx512_dot_spec(const float *w, const float *x, int64_t n)
+/* The AVX-512 F32 kernel, spelled out (llama.cpp's AVX-512 order). Rows of
+ * a multiple of 16 (tinyBLAS): 16 lanes, each a chain of fused multiply-adds
+ * over k = lane, lane + 16, ..., reduced as _mm512_reduce_add_ps does
+ * (halves, then quarters, then pairs). Other rows (ggml_vec_dot_f32): four
+ * such 16-lane accumulators over 64-element steps, (a0 + a2) + (a1 + a3),
+ * the same reduction, then the remaining products added in double. The
+ * kernel walks long rows in k-chunks carrying the lane sums, which must not
+ * change a bit: rows here span several chunks. */
+static float tree16_spec(const float *a)
 {
-    float a[16] = {0};
-    const int64_t n16 = n - n % 16;
-    for (int64_t i = 0; i < n16; i += 16)
-        for (int l = 0; l < 16; l++)
-            a[l] = fmaf(w[i + l], x[i + l], a[l]);
     float b[8], c[4];
     for (int l = 0; l < 8; l++)
         b[l] = a[l] + a[l + 8];
     for (int l = 0; l < 4; l++)
         c[l] = b[l] + b[l + 4];
-    float s = (c[0] + c[2]) + (c[1] + c[3]);
-    for (int64_t k = n16; k < n; k++)
-        s = fmaf(w[k], x[k], s);
-    return s;
+    return (c[0] + c[2]) + (c[1] + c[3]);
+}
+
+static float avx512_dot_spec(const float *w, const float *x, int64_t n)
+{
+    if (n % 16 == 0) {
+        float a[16] = {0};
+        for (int64_t i = 0; i < n; i += 16)
+            for (int l = 0; l < 16; l++)
+                a[l] = fmaf(w[i + l], x[i + l], a[l]);
+        return tree16_spec(a);
+    }
+    const int64_t np = n - n % 64;
+    float a[4][16] = {{0}}, l16[16];
+    for (int64_t i = 0; i < np; i += 64)
+        for (int j = 0; j < 4; j++)
+            for (int l = 0; l < 16; l++)
+                a[j][l] = fmaf(w[i + 16 * j + l], x[i + 16 * j + l], a[j][l]);
+    for (int l = 0; l < 16; l++)
+        l16[l] = (a[0][l] + a[2][l]) + (a[1][l] + a[3][l]);
+    double s = tree16_spec(l16);
+    for (int64_t k = np; k < n; k++)
+        s += (double)(w[k] * x[k]);
+    return (float)s;
 }
 
 Test(engine, matmul_avx512_is_its_lane_spec_across_k_chunks)
@@ -583,7 +657,7 @@ Test(engine, matmul_avx512_is_its_lane_spec_across_k_chunks)
         ec_matmul_set_isa(-1);
         cr_skip_test("this CPU has no AVX-512 (the kernel is not used here)");
     }
-    const int64_t n_ins[] = {2500, 1024, 4096 + 16 * 3 + 7};
+    const int64_t n_ins[] = {2496, 1024, 4096 + 16 * 3 + 7, 172};
     const int64_t n_out = 37, n_tok = 13;
     for (size_t a = 0; a < sizeof n_ins / sizeof n_ins[0]; a++) {
         const int64_t n_in = n_ins[a];
