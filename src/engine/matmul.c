@@ -6,7 +6,10 @@
  * so that each activation load serves 4 rows, and converts F16/BF16 rows to
  * F32 once per row block rather than once per token. The row blocking is
  * fixed (independent of the thread count) and each output is produced by one
- * thread, so results are the same for any number of threads.
+ * thread, so results are the same for any number of threads. The AVX-512
+ * level takes llama.cpp's AVX-512 order per output (tinyBLAS for rows of a
+ * multiple of 16, ggml_vec_dot_f32 otherwise; test_engine spells both out);
+ * the AVX2 level keeps 8 lanes of its own.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -250,12 +253,13 @@ AVX512_IN float hsum512(__m512 v)
     return hsum256(_mm256_add_ps(lo, hi));
 }
 
-/* One k-chunk [k0, k1) of an NR x NT tile. The 16-lane partial sums are
- * carried between chunks in acc_buf (NT x NR x 16 floats), so every lane
- * sees the same fused multiply-adds in the same order as one pass over the
- * whole row would give: the chunking changes where the data is, not the
- * bits. On the last chunk the lanes are reduced (hsum512), the tail k >= n16
- * is added one product at a time, and the results are written. */
+/* One k-chunk [k0, k1) of an NR x NT tile (n a multiple of 16: llamafile's
+ * tinyBLAS order). The 16-lane partial sums are carried between chunks in
+ * acc_buf (NT x NR x 16 floats), so every lane sees the same fused
+ * multiply-adds in the same order as one pass over the whole row would give:
+ * the chunking changes where the data is, not the bits. On the last chunk
+ * the lanes are reduced (hsum512: _mm512_reduce_add_ps's tree) and the
+ * results are written. */
 AVX512_IN void tile_avx512(const float *const *w, const int NR, const float *x, int64_t ldx,
                            const int NT, int64_t k0, int64_t k1, int64_t n, float *acc_buf,
                            float *out, int64_t ldo)
@@ -274,20 +278,15 @@ AVX512_IN void tile_avx512(const float *const *w, const int NR, const float *x, 
                 acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
         }
     }
-    const int64_t n16 = n - n % 16;
-    if (k1 < n16) {
+    if (k1 < n) {
         for (int r = 0; r < NR; r++)
             for (int t = 0; t < NT; t++)
                 _mm512_storeu_ps(acc_buf + 16 * (t * NR + r), acc[r][t]);
         return;
     }
     for (int r = 0; r < NR; r++)
-        for (int t = 0; t < NT; t++) {
-            float s = hsum512(acc[r][t]);
-            for (int64_t k = n16; k < n; k++)
-                s = fmaf(w[r][k], x[t * ldx + k], s);
-            out[t * ldo + r] = s;
-        }
+        for (int t = 0; t < NT; t++)
+            out[t * ldo + r] = hsum512(acc[r][t]);
 }
 
 /* Rows whose length is not a multiple of 16: llamafile's tinyBLAS declines
@@ -332,7 +331,7 @@ AVX512_FN static void rows_avx512(const float *const *wr, int64_t nrows, const f
     /* token groups outer, then k-chunks, then the block's rows: a group's
      * activations for one chunk stay in L1 while the rows pass by */
     float acc_buf[MM_BLOCK_ROWS * 6 * 16];
-    const int64_t r4 = nrows - nrows % 4, n16 = n - n % 16;
+    const int64_t r4 = nrows - nrows % 4, n16 = n; /* n % 16 == 0 here */
     int64_t t = 0;
     for (int64_t nt = 6; nt >= 1; nt = nt == 6 ? 2 : nt - 1) {
         for (; t + nt <= n_tokens; t += nt) {
