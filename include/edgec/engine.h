@@ -145,8 +145,8 @@ enum ec_status ec_matmul_qdot(const struct ec_linear_view *w, const float *x, in
 int ec_qdot_set_isa(int max_level);
 
 /* The same for attention, SiLU and the vector expf they use: 0 the scalar
- * definition, 2 AVX-512 (1 is the scalar definition as well). All levels
- * give the same bits; -1 restores the default. Returns the level set. */
+ * definition, 1 AVX2 + FMA, 2 AVX-512. All levels give the same bits; -1
+ * restores the default. Returns the level set. */
 int ec_attention_set_isa(int max_level);
 
 /* Kernels of the forward pass, shared with the pruners' calibration pass so
@@ -162,7 +162,8 @@ void ec_silu_mul_row(float *g, const float *up, int64_t n);
 void ec_rope_rotate(float *p, const float *cs, uint32_t hd, bool neox);
 
 /* y[i] = ggml-cpu's vector expf of x[i] (the engine's softmax and SiLU use
- * it), at the given level (0 scalar definition, 2 AVX-512 where present). */
+ * it), at the given level (0 scalar definition, 1 AVX2, 2 AVX-512 where
+ * present). */
 void ec_engine_vexpf(const float *x, float *y, int64_t n, int level);
 
 /* y[n_tokens * n_in] = x rounded to the activation type llama.cpp pairs with

@@ -917,15 +917,157 @@ ATT_512 static void vexpf_avx512(const float *x, float *y, int64_t n)
     for (; i < n; i++)
         y[i] = ec_vexpf1(x[i]);
 }
+
+/* AVX2 + FMA: the same steps with 16 lanes as two 8-float halves; the
+ * scaling by 2^n that AVX-512 does with scalef is two exact power-of-two
+ * products (the first stays normal, the second rounds once, as scalef
+ * does), so the bits are the definition's. */
+#define ATT_256 __attribute__((target("avx2,fma")))
+#define ATT_256_IN __attribute__((target("avx2,fma"), always_inline)) static inline
+
+ATT_256_IN __m256 pow2_256(__m256i e)
+{
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(e, _mm256_set1_epi32(127)), 23));
+}
+
+ATT_256_IN __m256 vexpf8(__m256 x)
+{
+    const __m256 r = _mm256_set1_ps(0x1.8p23f);
+    const __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), r);
+    const __m256 n = _mm256_sub_ps(z, r);
+    const __m256 b = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f),
+                                      _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
+    const __m256 u = _mm256_mul_ps(b, b);
+    const __m256 p3 = _mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b,
+                                      _mm256_set1_ps(0x1.573e2ep-5f));
+    const __m256 p2 = _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b,
+                                      _mm256_set1_ps(0x1.fffdb6p-2f));
+    const __m256 p1 = _mm256_fmadd_ps(_mm256_set1_ps(0x1.ffffecp-1f), b, _mm256_set1_ps(1.0f));
+    const __m256 j = _mm256_fmadd_ps(_mm256_fmadd_ps(p3, u, p2), u, p1);
+    const __m256 an = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), n);
+    const __m256 big = _mm256_cmp_ps(an, _mm256_set1_ps(192.0f), _CMP_GT_OQ);
+    /* |n| <= 192 here (others are replaced below): n = h + (n - h), |h| <= 96 */
+    const __m256i ni = _mm256_cvtps_epi32(_mm256_andnot_ps(big, n));
+    const __m256i h = _mm256_srai_epi32(ni, 1);
+    const __m256 res = _mm256_mul_ps(_mm256_mul_ps(j, pow2_256(h)),
+                                     pow2_256(_mm256_sub_epi32(ni, h)));
+    if (_mm256_testz_ps(big, big))
+        return res;
+    const __m256 le0 = _mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_LE_OQ);
+    const __m256 alt = _mm256_blendv_ps(_mm256_set1_ps(INFINITY), _mm256_setzero_ps(), le0);
+    return _mm256_blendv_ps(res, alt, big);
+}
+
+ATT_256_IN float tree16_256(__m256 lo, __m256 hi)
+{
+    const __m256 a = _mm256_add_ps(lo, hi);
+    __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    b = _mm_add_ps(b, _mm_movehl_ps(b, b));
+    b = _mm_add_ss(b, _mm_movehdup_ps(b));
+    return _mm_cvtss_f32(b);
+}
+
+ATT_256_IN __m256i mask8(uint32_t left)
+{
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(left > 8 ? 8 : left)), idx);
+}
+
+ATT_256 static void att_item_avx2(const float *restrict q, const float *k, const float *v,
+                                  size_t stride, uint32_t n_keys, uint32_t hd, float scale,
+                                  bool f16, float *restrict sc, float *restrict out)
+{
+    float mx = -INFINITY;
+    if (hd % 16 == 0) {
+        for (uint32_t j = 0; j < n_keys; j++) {
+            const float *kj = k + j * stride;
+            __m256 lo = _mm256_setzero_ps(), hi = lo;
+            for (uint32_t i = 0; i < hd; i += 16) {
+                lo = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(kj + i), lo);
+                hi = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), _mm256_loadu_ps(kj + i + 8), hi);
+            }
+            const float s = tree16_256(lo, hi) * scale;
+            sc[j] = s;
+            mx = s > mx ? s : mx;
+        }
+    } else {
+        for (uint32_t j = 0; j < n_keys; j++) {
+            sc[j] = att_dot(q, k + j * stride, hd) * scale;
+            mx = sc[j] > mx ? sc[j] : mx;
+        }
+    }
+    double sum = 0.0;
+    const __m256 vmx = _mm256_set1_ps(mx);
+    for (uint32_t j0 = 0; j0 < n_keys; j0 += 16) {
+        const uint32_t left = n_keys - j0;
+        const __m256i m0 = mask8(left), m1 = mask8(left > 8 ? left - 8 : 0);
+        const __m256 ninf = _mm256_set1_ps(-INFINITY);
+        const __m256 s0 = _mm256_blendv_ps(ninf, _mm256_maskload_ps(sc + j0, m0), _mm256_castsi256_ps(m0));
+        const __m256 s1 = _mm256_blendv_ps(ninf, _mm256_maskload_ps(sc + j0 + 8, m1), _mm256_castsi256_ps(m1));
+        const __m256 p0 = vexpf8(_mm256_sub_ps(s0, vmx)), p1 = vexpf8(_mm256_sub_ps(s1, vmx));
+        _mm256_maskstore_ps(sc + j0, m0, p0);
+        _mm256_maskstore_ps(sc + j0 + 8, m1, p1);
+        sum += (double)tree16_256(p0, p1);
+    }
+    const float inv = (float)(1.0 / sum);
+    for (uint32_t j = 0; j < n_keys; j++)
+        sc[j] = f16 ? round_f16(sc[j] * inv) : sc[j] * inv;
+    /* P.V: sixteen accumulators, one per key lane, per 8 columns */
+    for (uint32_t c = 0; c < hd; c += 8) {
+        const __m256i cm = mask8(hd - c);
+        __m256 a[16];
+        for (int l = 0; l < 16; l++)
+            a[l] = _mm256_setzero_ps();
+        uint32_t j = 0;
+        for (; j + 16 <= n_keys; j += 16)
+            for (int l = 0; l < 16; l++)
+                a[l] = _mm256_fmadd_ps(_mm256_set1_ps(sc[j + l]),
+                                       _mm256_maskload_ps(v + (j + l) * stride + c, cm), a[l]);
+        for (int l = 0; j + (uint32_t)l < n_keys; l++)
+            a[l] = _mm256_fmadd_ps(_mm256_set1_ps(sc[j + l]),
+                                   _mm256_maskload_ps(v + (j + l) * stride + c, cm), a[l]);
+        for (int l = 0; l < 8; l++)
+            a[l] = _mm256_add_ps(a[l], a[l + 8]);
+        for (int l = 0; l < 4; l++)
+            a[l] = _mm256_add_ps(a[l], a[l + 4]);
+        const __m256 r = _mm256_add_ps(_mm256_add_ps(a[0], a[2]), _mm256_add_ps(a[1], a[3]));
+        _mm256_maskstore_ps(out + c, cm, r);
+    }
+}
+
+ATT_256 static void silu_mul_avx2(float *restrict g, const float *restrict up, int64_t n)
+{
+    const int64_t n16 = n - n % 16;
+    const __m256 one = _mm256_set1_ps(1.0f);
+    for (int64_t i = 0; i < n16; i += 8) {
+        const __m256 x = _mm256_loadu_ps(g + i);
+        const __m256 e = vexpf8(_mm256_sub_ps(_mm256_setzero_ps(), x));
+        _mm256_storeu_ps(g + i, _mm256_mul_ps(_mm256_div_ps(x, _mm256_add_ps(one, e)),
+                                              _mm256_loadu_ps(up + i)));
+    }
+    for (int64_t i = n16; i < n; i++)
+        g[i] = (g[i] / (1.0f + expf(-g[i]))) * up[i];
+}
+
+ATT_256 static void vexpf_avx2(const float *x, float *y, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, vexpf8(_mm256_loadu_ps(x + i)));
+    for (; i < n; i++)
+        y[i] = ec_vexpf1(x[i]);
+}
 #endif
 
-static int att_isa = -1; /* 0 generic, 2 AVX-512 (1 is generic as well) */
+static int att_isa = -1; /* 0 generic, 1 AVX2 + FMA, 2 AVX-512 */
 
 int ec_attention_set_isa(int max_level)
 {
     int best = 0;
 #ifdef EC_ATT_512
-    if (ec_cpu_has(EC_CPU_AVX512F | EC_CPU_AVX512DQ | EC_CPU_AVX2 | EC_CPU_FMA))
+    if (ec_cpu_has(EC_CPU_AVX2 | EC_CPU_FMA))
+        best = 1;
+    if (best && ec_cpu_has(EC_CPU_AVX512F | EC_CPU_AVX512DQ))
         best = 2;
 #endif
     int lvl = max_level < 0 || max_level > best ? best : max_level;
@@ -944,8 +1086,13 @@ void ec_attention_item(const float *restrict q, const float *k, const float *v, 
                        float *restrict out)
 {
 #ifdef EC_ATT_512
-    if (att_level() == 2) {
+    const int lvl = att_level();
+    if (lvl == 2) {
         att_item_avx512(q, k, v, stride, n_keys, hd, scale, f16, sc, out);
+        return;
+    }
+    if (lvl == 1) {
+        att_item_avx2(q, k, v, stride, n_keys, hd, scale, f16, sc, out);
         return;
     }
 #endif
@@ -955,8 +1102,13 @@ void ec_attention_item(const float *restrict q, const float *k, const float *v, 
 void ec_silu_mul_row(float *restrict g, const float *restrict up, int64_t n)
 {
 #ifdef EC_ATT_512
-    if (att_level() == 2) {
+    const int lvl = att_level();
+    if (lvl == 2) {
         silu_mul_avx512(g, up, n);
+        return;
+    }
+    if (lvl == 1) {
+        silu_mul_avx2(g, up, n);
         return;
     }
 #endif
@@ -968,6 +1120,10 @@ void ec_engine_vexpf(const float *x, float *y, int64_t n, int level)
 #ifdef EC_ATT_512
     if (level == 2 && att_level() == 2) {
         vexpf_avx512(x, y, n);
+        return;
+    }
+    if (level >= 1 && att_level() >= 1) {
+        vexpf_avx2(x, y, n);
         return;
     }
 #endif
