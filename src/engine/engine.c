@@ -779,15 +779,22 @@ static void att_item_generic(const float *restrict q, const float *k, const floa
     }
 }
 
+/* the row's last n % 16 elements: ggml's scalar SiLU (libm expf) */
+static inline void silu_mul_tail(float *restrict g, const float *restrict up, int64_t n)
+{
+    for (int64_t i = n - n % 16; i < n; i++)
+        g[i] = (g[i] / (1.0f + expf(-g[i]))) * up[i];
+}
+
 /* g[i] = silu(g[i]) * up[i] over one row of n: the definition */
 static void silu_mul_generic(float *restrict g, const float *restrict up, int64_t n)
 {
     const int64_t n16 = n - n % 16;
-    for (int64_t i = 0; i < n; i++) {
+    for (int64_t i = 0; i < n16; i++) {
         const float x = g[i];
-        const float e = i < n16 ? ec_vexpf1(0.0f - x) : expf(-x);
-        g[i] = (x / (1.0f + e)) * up[i];
+        g[i] = (x / (1.0f + ec_vexpf1(0.0f - x))) * up[i];
     }
+    silu_mul_tail(g, up, n);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -904,8 +911,7 @@ ATT_512 static void silu_mul_avx512(float *restrict g, const float *restrict up,
         _mm512_storeu_ps(g + i, _mm512_mul_ps(_mm512_div_ps(x, _mm512_add_ps(one, e)),
                                               _mm512_loadu_ps(up + i)));
     }
-    for (int64_t i = n16; i < n; i++)
-        g[i] = (g[i] / (1.0f + expf(-g[i]))) * up[i];
+    silu_mul_tail(g, up, n);
 }
 
 /* vector expf of n values (for the test of vexpf16 against ec_vexpf1) */
@@ -1045,8 +1051,7 @@ ATT_256 static void silu_mul_avx2(float *restrict g, const float *restrict up, i
         _mm256_storeu_ps(g + i, _mm256_mul_ps(_mm256_div_ps(x, _mm256_add_ps(one, e)),
                                               _mm256_loadu_ps(up + i)));
     }
-    for (int64_t i = n16; i < n; i++)
-        g[i] = (g[i] / (1.0f + expf(-g[i]))) * up[i];
+    silu_mul_tail(g, up, n);
 }
 
 ATT_256 static void vexpf_avx2(const float *x, float *y, int64_t n)
