@@ -691,8 +691,9 @@ static void rope_apply(const struct ec_engine *e, float *v, int64_t n, uint32_t 
  * SiLU takes the same vector expf on each row's first n - n % 16 elements
  * and libm's expf on the rest. With these steps (and RoPE's fused
  * multiply-adds) stories-student-256's logits equal the golden ones bit for
- * bit. The scalar functions below are the definition; the AVX-512 clones
- * give the same bits (test_engine). */
+ * bit. The scalar functions below are the definition; the AVX2 and AVX-512
+ * versions give the same bits (test_engine). The build passes
+ * -ffp-contract=off: no multiply-add is fused unless written as fmaf. */
 
 /* ggml's vector expf for one lane (its AVX-512 form: a degree-5 polynomial
  * in the reduced argument, scaled by 2^n with scalef): |x| beyond 192
