@@ -800,6 +800,8 @@ static void silu_mul_generic(float *restrict g, const float *restrict up, int64_
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
+
+#include "src/engine/simd_sum.h"
 #define EC_ATT_512 1
 #define ATT_512 __attribute__((target("avx512f,avx512dq,avx2,fma")))
 #define ATT_512_IN __attribute__((target("avx512f,avx512dq,avx2,fma"), always_inline)) static inline
@@ -828,16 +830,6 @@ ATT_512_IN __m512 vexpf16(__m512 x)
     return _mm512_mask_blend_ps(big, res, alt);
 }
 
-ATT_512_IN float tree16_512(__m512 v)
-{
-    const __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v),
-                                   _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-    __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-    b = _mm_add_ps(b, _mm_movehl_ps(b, b));
-    b = _mm_add_ss(b, _mm_movehdup_ps(b));
-    return _mm_cvtss_f32(b);
-}
-
 ATT_512 static void att_item_avx512(const float *restrict q, const float *k, const float *v,
                                     size_t stride, uint32_t n_keys, uint32_t hd, float scale,
                                     bool f16, float *restrict sc, float *restrict out)
@@ -849,7 +841,7 @@ ATT_512 static void att_item_avx512(const float *restrict q, const float *k, con
             __m512 l = _mm512_setzero_ps();
             for (uint32_t i = 0; i < hd; i += 16)
                 l = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), _mm512_loadu_ps(kj + i), l);
-            const float s = tree16_512(l) * scale;
+            const float s = ec_hsum512(l) * scale;
             sc[j] = s;
             mx = s > mx ? s : mx;
         }
@@ -867,7 +859,7 @@ ATT_512 static void att_item_avx512(const float *restrict q, const float *k, con
         const __m512 s = _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), m, sc + j0);
         const __m512 p = vexpf16(_mm512_sub_ps(s, vmx));
         _mm512_mask_storeu_ps(sc + j0, m, p);
-        sum += (double)tree16_512(p);
+        sum += (double)ec_hsum512(p);
     }
     const __m512 inv = _mm512_set1_ps((float)(1.0 / sum));
     for (uint32_t j0 = 0; j0 < n_keys; j0 += 16) {
@@ -965,15 +957,6 @@ ATT_256_IN __m256 vexpf8(__m256 x)
     return _mm256_blendv_ps(res, alt, big);
 }
 
-ATT_256_IN float tree16_256(__m256 lo, __m256 hi)
-{
-    const __m256 a = _mm256_add_ps(lo, hi);
-    __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-    b = _mm_add_ps(b, _mm_movehl_ps(b, b));
-    b = _mm_add_ss(b, _mm_movehdup_ps(b));
-    return _mm_cvtss_f32(b);
-}
-
 ATT_256_IN __m256i mask8(uint32_t left)
 {
     const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
@@ -993,7 +976,7 @@ ATT_256 static void att_item_avx2(const float *restrict q, const float *k, const
                 lo = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(kj + i), lo);
                 hi = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), _mm256_loadu_ps(kj + i + 8), hi);
             }
-            const float s = tree16_256(lo, hi) * scale;
+            const float s = ec_hsum256(_mm256_add_ps(lo, hi)) * scale;
             sc[j] = s;
             mx = s > mx ? s : mx;
         }
@@ -1014,7 +997,7 @@ ATT_256 static void att_item_avx2(const float *restrict q, const float *k, const
         const __m256 p0 = vexpf8(_mm256_sub_ps(s0, vmx)), p1 = vexpf8(_mm256_sub_ps(s1, vmx));
         _mm256_maskstore_ps(sc + j0, m0, p0);
         _mm256_maskstore_ps(sc + j0 + 8, m1, p1);
-        sum += (double)tree16_256(p0, p1);
+        sum += (double)ec_hsum256(_mm256_add_ps(p0, p1));
     }
     const float inv = (float)(1.0 / sum);
     for (uint32_t j = 0; j < n_keys; j++)

@@ -148,6 +148,8 @@ static float dot_row1(const float *restrict w0, const float *restrict x, int64_t
 #if defined(__x86_64__) && defined(__GNUC__)
 #define EC_MM_X86 1
 #include <immintrin.h>
+
+#include "src/engine/simd_sum.h"
 #endif
 
 static int mm_isa = -1; /* 0 portable, 1 AVX2+FMA, 2 AVX-512F */
@@ -189,15 +191,6 @@ int ec_matmul_set_isa(int max_level)
 #define AVX512_FN __attribute__((target("avx512f,avx2,fma")))
 #define AVX512_IN __attribute__((target("avx512f,avx2,fma"), always_inline)) static inline
 
-AVX2_IN float hsum256(__m256 v)
-{
-    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-    lo = _mm_add_ps(lo, hi);
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-    return _mm_cvtss_f32(lo);
-}
-
 /* out[t * ldo + r] = w[r] . x[t * ldx] for r < NR, t < NT */
 AVX2_IN void tile_avx2(const float *const *w, const int NR, const float *x, int64_t ldx,
                        const int NT, int64_t n, float *out, int64_t ldo)
@@ -219,7 +212,7 @@ AVX2_IN void tile_avx2(const float *const *w, const int NR, const float *x, int6
     }
     for (int r = 0; r < NR; r++)
         for (int t = 0; t < NT; t++) {
-            float s = hsum256(acc[r][t]);
+            float s = ec_hsum256(acc[r][t]);
             for (int64_t k = i; k < n; k++)
                 s = fmaf(w[r][k], x[t * ldx + k], s);
             out[t * ldo + r] = s;
@@ -246,19 +239,12 @@ AVX2_FN static void rows_avx2(const float *const *wr, int64_t nrows, const float
     }
 }
 
-AVX512_IN float hsum512(__m512 v)
-{
-    __m256 lo = _mm512_castps512_ps256(v);
-    __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
-    return hsum256(_mm256_add_ps(lo, hi));
-}
-
 /* One k-chunk [k0, k1) of an NR x NT tile (n a multiple of 16: llamafile's
  * tinyBLAS order). The 16-lane partial sums are carried between chunks in
  * acc_buf (NT x NR x 16 floats), so every lane sees the same fused
  * multiply-adds in the same order as one pass over the whole row would give:
  * the chunking changes where the data is, not the bits. On the last chunk
- * the lanes are reduced (hsum512: _mm512_reduce_add_ps's tree) and the
+ * the lanes are reduced (ec_hsum512: _mm512_reduce_add_ps's tree) and the
  * results are written. */
 AVX512_IN void tile_avx512(const float *const *w, const int NR, const float *x, int64_t ldx,
                            const int NT, int64_t k0, int64_t k1, int64_t n, float *acc_buf,
@@ -286,7 +272,7 @@ AVX512_IN void tile_avx512(const float *const *w, const int NR, const float *x, 
     }
     for (int r = 0; r < NR; r++)
         for (int t = 0; t < NT; t++)
-            out[t * ldo + r] = hsum512(acc[r][t]);
+            out[t * ldo + r] = ec_hsum512(acc[r][t]);
 }
 
 /* Rows whose length is not a multiple of 16: llamafile's tinyBLAS declines
@@ -303,7 +289,7 @@ AVX512_IN float dot_vecdot512(const float *w, const float *x, int64_t n)
         a2 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i + 32), _mm512_loadu_ps(x + i + 32), a2);
         a3 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i + 48), _mm512_loadu_ps(x + i + 48), a3);
     }
-    double s = hsum512(_mm512_add_ps(_mm512_add_ps(a0, a2), _mm512_add_ps(a1, a3)));
+    double s = ec_hsum512(_mm512_add_ps(_mm512_add_ps(a0, a2), _mm512_add_ps(a1, a3)));
     for (int64_t i = np; i < n; i++)
         s += (double)(w[i] * x[i]);
     return (float)s;
@@ -331,13 +317,13 @@ AVX512_FN static void rows_avx512(const float *const *wr, int64_t nrows, const f
     /* token groups outer, then k-chunks, then the block's rows: a group's
      * activations for one chunk stay in L1 while the rows pass by */
     float acc_buf[MM_BLOCK_ROWS * 6 * 16];
-    const int64_t r4 = nrows - nrows % 4, n16 = n; /* n % 16 == 0 here */
+    const int64_t r4 = nrows - nrows % 4; /* n % 16 == 0 here */
     int64_t t = 0;
     for (int64_t nt = 6; nt >= 1; nt = nt == 6 ? 2 : nt - 1) {
         for (; t + nt <= n_tokens; t += nt) {
             int64_t k0 = 0;
             do {
-                const int64_t k1 = n16 - k0 > MM_KC ? k0 + MM_KC : n16;
+                const int64_t k1 = n - k0 > MM_KC ? k0 + MM_KC : n;
                 for (int64_t r = 0; r < r4; r += 4) {
                     if (nt == 6)
                         T512(4, 6);
@@ -355,7 +341,7 @@ AVX512_FN static void rows_avx512(const float *const *wr, int64_t nrows, const f
                         T512(1, 1);
                 }
                 k0 = k1;
-            } while (k0 < n16);
+            } while (k0 < n);
         }
     }
 }
