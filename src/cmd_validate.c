@@ -24,10 +24,13 @@ static const char description[] =
     "Compare CAND (the compressed model) with REF (the original); each a checkpoint folder or\n"
     "a .gguf. Both evaluate the text chunked as llama-perplexity does; KL divergence, same\n"
     "top-1 and delta-p are computed exactly as llama-perplexity --kl-divergence, perplexities as\n"
-    "edgec perplexity. Tensors present in both (matched by GGUF name, so HF and GGUF meet) get\n"
-    "RMSE, relative error, SNR and cosine similarity. Thresholds set the exit code: 0 when all\n"
-    "pass, 1 when one fails (the report names it). --report may be given several times; the\n"
-    "format follows the extension (.json, .md for a pull-request comment, .html with charts).\n"
+    "edgec perplexity. The PPL ratio's +/- is paired (the standard error of the per-token\n"
+    "loss differences, as llama.cpp's Mean PPL(Q)/PPL(base)): it says whether two models differ\n"
+    "on this text beyond chance. Tensors present in both (matched by GGUF name, so HF and GGUF\n"
+    "meet) get RMSE, relative error, SNR and cosine similarity. Thresholds set the exit code:\n"
+    "0 when all pass, 1 when one fails (the report names it). --report may be given several\n"
+    "times; the format follows the extension (.json, .md for a pull-request comment, .html\n"
+    "with charts).\n"
     "Routing: for thresholds tau on CAND's top probability, the share of tokens CAND would\n"
     "answer alone and its top-1 agreement with REF there; --route-target A recommends the\n"
     "lowest tau reaching agreement A (a fraction, e.g. 0.99).\n"
@@ -80,7 +83,8 @@ static void print_text(const struct ec_validate_report *r)
     const struct ec_validate_stats *s = r->s;
     printf("PPL ref            %.4f +/- %.5f\n", s->ppl_ref, s->ppl_ref_err);
     printf("PPL cand           %.4f +/- %.5f\n", s->ppl_cand, s->ppl_cand_err);
-    printf("PPL ratio          %.5f\n", s->ppl_ratio);
+    printf("PPL ratio          %.5f +/- %.5f (paired, correlation %.2f %%)\n", s->ppl_ratio,
+           s->ppl_ratio_err, 100 * s->ppl_cor);
     printf("Mean KLD           %.6f +/- %.6f\n", s->kld_mean, s->kld_mean_err);
     printf("KLD median/99%%/max %.6f / %.6f / %.6f\n", s->kld_median, s->kld_p99, s->kld_max);
     printf("Same top-1         %.3f +/- %.3f %%\n", 100 * s->top1, 100 * s->top1_err);

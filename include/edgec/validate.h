@@ -75,6 +75,11 @@ struct ec_validate_stats {
     /* plain perplexities from unquantized logits, as edgec perplexity */
     double ppl_ref, ppl_ref_err, ppl_cand, ppl_cand_err;
     double ppl_ratio;            /* ppl_cand / ppl_ref */
+    /* paired: ln(ppl_ratio) is the mean per-token difference of the two NLLs,
+     * so its standard error sees the correlation of the two models' losses
+     * on the same tokens (far below either PPL's own +/-) */
+    double ppl_ratio_err;        /* ppl_ratio * stderr of the mean NLL difference */
+    double ppl_cor;              /* correlation of the per-token NLLs */
     /* llama.cpp's printed statistics */
     double lc_ppl_q, lc_ppl_q_err, lc_ppl_base, lc_ppl_base_err, lc_cor;
     double lc_ln_ratio, lc_ln_ratio_err, lc_ratio, lc_ratio_err, lc_diff, lc_diff_err;

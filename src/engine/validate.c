@@ -206,7 +206,7 @@ enum ec_status ec_validate_run(struct ec_engine *ref, struct ec_engine *cand,
     }
 
     double sn = 0, sn2 = 0, snb = 0, snb2 = 0, snnb = 0, sk = 0, sk2 = 0, sp = 0, sp2 = 0;
-    double pr = 0, pr2 = 0, pc = 0, pc2 = 0;
+    double pr = 0, pr2 = 0, pc = 0, pc2 = 0, prc = 0;
     int64_t n_same = 0, k = 0;
     const double t0 = ec_now_seconds();
     for (int64_t c = 0; c < n_chunks; c++) {
@@ -249,6 +249,7 @@ enum ec_status ec_validate_run(struct ec_engine *ref, struct ec_engine *cand,
             pr2 += nll_ref[i] * nll_ref[i];
             pc += nc;
             pc2 += nc * nc;
+            prc += nll_ref[i] * nc;
         }
         if (o->on_chunk)
             o->on_chunk(o->user, c, n_chunks);
@@ -263,6 +264,13 @@ enum ec_status ec_validate_run(struct ec_engine *ref, struct ec_engine *cand,
     s->ppl_cand = exp(b.mean);
     s->ppl_cand_err = s->ppl_cand * b.unc;
     s->ppl_ratio = s->ppl_cand / s->ppl_ref;
+    {
+        /* the same estimator llama.cpp prints for Mean ln(PPL(Q)/PPL(base)) */
+        double cov_rc = N > 1 ? (prc / (double)N - a.mean * b.mean) / (double)(N - 1) : 0.0;
+        double v = a.unc * a.unc + b.unc * b.unc - 2.0 * cov_rc;
+        s->ppl_ratio_err = s->ppl_ratio * (v > 0 ? sqrt(v) : 0.0);
+        s->ppl_cor = a.unc > 0 && b.unc > 0 ? cov_rc / (a.unc * b.unc) : 1.0;
+    }
 
     struct mean_unc lq = mean_and_unc(sn, sn2, N), lb = mean_and_unc(snb, snb2, N);
     s->lc_ppl_q = exp(lq.mean);

@@ -56,6 +56,8 @@ static bool write_json(FILE *f, const struct ec_validate_report *r)
     jnum(j, "ppl_cand", s->ppl_cand);
     jnum(j, "ppl_cand_err", s->ppl_cand_err);
     jnum(j, "ppl_ratio", s->ppl_ratio);
+    jnum(j, "ppl_ratio_err", s->ppl_ratio_err);
+    jnum(j, "ppl_cor", s->ppl_cor);
     jnum(j, "kld_mean", s->kld_mean);
     jnum(j, "kld_mean_err", s->kld_mean_err);
     jnum(j, "kld_median", s->kld_median);
@@ -69,11 +71,16 @@ static bool write_json(FILE *f, const struct ec_validate_report *r)
     jnum(j, "rms_dp_err", s->rms_dp_err);
     cJSON *lc = cJSON_AddObjectToObject(j, "llama_cpp");
     jnum(lc, "mean_ppl_q", s->lc_ppl_q);
+    jnum(lc, "mean_ppl_q_err", s->lc_ppl_q_err);
     jnum(lc, "mean_ppl_base", s->lc_ppl_base);
+    jnum(lc, "mean_ppl_base_err", s->lc_ppl_base_err);
     jnum(lc, "cor_ln_ppl", s->lc_cor);
     jnum(lc, "mean_ln_ppl_ratio", s->lc_ln_ratio);
+    jnum(lc, "mean_ln_ppl_ratio_err", s->lc_ln_ratio_err);
     jnum(lc, "mean_ppl_ratio", s->lc_ratio);
+    jnum(lc, "mean_ppl_ratio_err", s->lc_ratio_err);
     jnum(lc, "mean_ppl_diff", s->lc_diff);
+    jnum(lc, "mean_ppl_diff_err", s->lc_diff_err);
     jnum(lc, "kld_p10", s->kld_p10);
     jnum(lc, "kld_p5", s->kld_p5);
     jnum(lc, "kld_p1", s->kld_p1);
@@ -181,7 +188,7 @@ static bool write_md(FILE *f, const struct ec_validate_report *r)
     fprintf(f, "| metric | value |\n|---|---|\n");
     fprintf(f, "| PPL (ref) | %.4f ± %.4f |\n", s->ppl_ref, s->ppl_ref_err);
     fprintf(f, "| PPL (cand) | %.4f ± %.4f |\n", s->ppl_cand, s->ppl_cand_err);
-    fprintf(f, "| PPL ratio | %.5f |\n", s->ppl_ratio);
+    fprintf(f, "| PPL ratio (paired ±) | %.5f ± %.5f |\n", s->ppl_ratio, s->ppl_ratio_err);
     fprintf(f, "| KLD mean | %.6f ± %.6f |\n", s->kld_mean, s->kld_mean_err);
     fprintf(f, "| KLD median / p99 / max | %.6f / %.6f / %.6f |\n", s->kld_median, s->kld_p99,
             s->kld_max);
@@ -407,12 +414,13 @@ static bool write_html(FILE *f, const struct ec_validate_report *r)
     fprintf(f, "<h2>Summary</h2><table><tr><th>metric</th><th>value</th></tr>\n"
                "<tr><td>PPL reference</td><td>%.4f ± %.4f</td></tr>\n"
                "<tr><td>PPL candidate</td><td>%.4f ± %.4f</td></tr>\n"
-               "<tr><td>PPL ratio</td><td>%.5f</td></tr>\n"
+               "<tr><td>PPL ratio (paired ±)</td><td>%.5f ± %.5f</td></tr>\n"
                "<tr><td>KLD mean</td><td>%.6f ± %.6f</td></tr>\n"
                "<tr><td>KLD median / 99 %% / 99.9 %% / max</td><td>%.6f / %.6f / %.6f / %.6f"
                "</td></tr>\n<tr><td>same top-1</td><td>%.3f %% ± %.3f</td></tr>\n"
                "<tr><td>RMS Δp</td><td>%.3f %% ± %.3f</td></tr></table>\n",
-            s->ppl_ref, s->ppl_ref_err, s->ppl_cand, s->ppl_cand_err, s->ppl_ratio, s->kld_mean,
+            s->ppl_ref, s->ppl_ref_err, s->ppl_cand, s->ppl_cand_err, s->ppl_ratio,
+            s->ppl_ratio_err, s->kld_mean,
             s->kld_mean_err, s->kld_median, s->kld_p99, s->kld_p999, s->kld_max, 100 * s->top1,
             100 * s->top1_err, 100 * s->rms_dp, 100 * s->rms_dp_err);
     fprintf(f, "<h2>KL divergence per token</h2>\n");
