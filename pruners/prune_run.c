@@ -113,6 +113,7 @@ struct ec_prune_tensor_stat *ec_prune_result_add(struct ec_prune_result *r, cons
     t->src_layer = src_layer;
     t->loss = NAN;
     t->recon_err = NAN;
+    t->input_spread = NAN;
     snprintf(t->spec, sizeof t->spec, "dense");
     return t;
 }
@@ -236,6 +237,28 @@ static enum ec_status stats_init(struct run *R, const int64_t *cols, int n_group
     return st;
 }
 
+static int cmp_f32(const void *a, const void *b)
+{
+    const float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* max / (lower) median of the input columns' RMS: the square roots of
+ * Wanda's scaler_row, or of the Hessian's diagonal (the same up to a
+ * constant factor); NAN when the median column is dead or memory is short */
+static double input_spread(const struct run *R, int g, int64_t cols)
+{
+    float *v = malloc(sizeof(float) * (size_t)cols);
+    if (!v)
+        return NAN;
+    for (int64_t c = 0; c < cols; c++)
+        v[c] = R->stats_hessian ? R->H[g].H[c * cols + c] : R->S[g].scaler_row[c];
+    qsort(v, (size_t)cols, sizeof *v, cmp_f32);
+    const double mx = v[cols - 1], med = v[(cols - 1) / 2];
+    free(v);
+    return med > 0 && isfinite(mx) ? sqrt(mx / med) : NAN;
+}
+
 /* Prune one weight W[rows][cols] with the statistics of group g. */
 static enum ec_status prune_weight(struct run *R, float *W, int64_t rows, int64_t cols, int g,
                                    const struct ec_sparsity *sp, struct ec_prune_tensor_stat *ts,
@@ -246,6 +269,7 @@ static enum ec_status prune_weight(struct run *R, float *W, int64_t rows, int64_
         return ec_fail(d, st, "%s: tensor '%s': %s", R->m->path, name, d->msg);
     if (R->o->method == EC_PRUNE_MAGNITUDE || !R->calibrated || g < 0)
         return ec_prune_magnitude(W, rows, cols, sp, NULL, d);
+    ts->input_spread = input_spread(R, g, cols);
     if (R->o->method == EC_PRUNE_WANDA)
         return ec_prune_wanda(W, rows, cols, R->S[g].scaler_row, sp, NULL, d);
     struct ec_sparsegpt_opts so = ec_sparsegpt_defaults();
@@ -914,6 +938,7 @@ char *ec_prune_result_json(const struct ec_prune_result *r, const struct ec_prun
         cJSON_AddNumberToObject(j, "sparsity", t->sparsity);
         cJSON_AddItemToObject(j, "sparsegpt_loss", num_or_null(t->loss));
         cJSON_AddItemToObject(j, "recon_err", num_or_null(t->recon_err));
+        cJSON_AddItemToObject(j, "input_spread", num_or_null(t->input_spread));
         cJSON_AddItemToArray(ts, j);
     }
     char *s = cJSON_Print(root);

@@ -1,4 +1,5 @@
 /* edgec prune: sparsify or shrink a model with calibration data. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,7 +19,10 @@ static const char description[] =
     "or remove attention heads / FFN channels / whole layers (--structured; GQA: heads=K\n"
     "removes K/g whole KV groups when g = n_head/n_head_kv divides K, else K/n_kv query heads\n"
     "from every group). Writes a GGUF (-o X.gguf) or an HF folder (model.safetensors,\n"
-    "config.json, tokenizer files). Norms and biases are never pruned.";
+    "config.json, tokenizer files). Norms and biases are never pruned.\n"
+    "The summary gives per tensor the sparsity, the relative reconstruction error on the\n"
+    "calibration windows and input_spread: max / median of the input columns' RMS, the\n"
+    "outlier features Wanda's weighting relies on (near 1: Wanda acts as magnitude per row).";
 
 static void on_progress(void *ctx, const char *stage, int layer, int n_layer)
 {
@@ -65,6 +69,34 @@ static int parse_structured(const char *s, struct ec_prune_opts *o)
     free(copy);
     o->structured = true;
     return rc;
+}
+
+
+static int cmp_double(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* the spread of the pruned tensors' input-column RMS (max / median), as
+ * measured on the calibration text: median over tensors and the largest */
+static void print_input_spread(const struct ec_prune_result *r)
+{
+    double *v = malloc(sizeof(double) * (r->n_tensors ? r->n_tensors : 1));
+    size_t n = 0, worst = 0;
+    for (size_t i = 0; v && i < r->n_tensors; i++)
+        if (isfinite(r->tensors[i].input_spread)) {
+            if (n == 0 || r->tensors[i].input_spread > r->tensors[worst].input_spread)
+                worst = i;
+            v[n++] = r->tensors[i].input_spread;
+        }
+    if (n) {
+        qsort(v, n, sizeof *v, cmp_double);
+        printf("input-column RMS, max / median (outlier features): median over tensors %.2f, "
+               "largest %.2f (%s)\n",
+               v[(n - 1) / 2], r->tensors[worst].input_spread, r->tensors[worst].name);
+    }
+    free(v);
 }
 
 int ec_cmd_prune(int argc, char **argv)
@@ -232,6 +264,7 @@ int ec_cmd_prune(int argc, char **argv)
             printf("sparsity of the pruned tensors: %.4f (%llu of %llu weights)\n",
                    (double)r.n_pruned_zero / (double)r.n_pruned_elems,
                    (unsigned long long)r.n_pruned_zero, (unsigned long long)r.n_pruned_elems);
+        print_input_spread(&r);
         if (o.structured)
             printf("layers %u -> %u, heads %u -> %u, kv heads %u -> %u, ffn %u -> %u, "
                    "params %llu -> %llu\n",

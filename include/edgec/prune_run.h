@@ -118,6 +118,11 @@ struct ec_prune_tensor_stat {
     char spec[32];     /* sparsity asked: "0.5", "2:4", "dense", "structured" */
     double loss;       /* SparseGPT's error sum, NAN when not SparseGPT */
     double recon_err;  /* relative reconstruction error, NAN when not measured */
+    /* max / median of the input columns' RMS over the calibration tokens
+     * (Wanda's ||X_j||): how far its weighting departs from plain magnitude;
+     * LLaMA-scale models with outlier features reach 100, 1.0 is uniform.
+     * NAN when not calibrated (magnitude, structured) */
+    double input_spread;
 };
 
 struct ec_prune_layer_stat {
