@@ -32,9 +32,10 @@
  * Q8_0, Q8_1 or Q8_K) and takes an integer / half dot product; with
  * round_activations the engine rounds the activations the same way and then
  * takes an F32 dot product with the dequantized weights, which is the same
- * sum up to float reassociation; with qdot as well, Q4_0/Q5_0/Q8_0/Q4_K/Q6_K
- * weights take llama.cpp's integer block dot with its float steps in its
- * order (ec_matmul_qdot), so those products are llama.cpp's bits.
+ * sum up to float reassociation; with qdot as well, Q4_0/Q5_0/Q8_0 and
+ * Q2_K..Q6_K weights take llama.cpp's integer block dot with its float
+ * steps in its order (ec_matmul_qdot), so those products are llama.cpp's
+ * bits.
  *
  * Determinism: matmuls split output rows over OpenMP threads in fixed blocks;
  * every output element is computed by one thread with a fixed summation
@@ -133,15 +134,16 @@ enum ec_status ec_matmul_fast(const struct ec_linear_view *w, const float *x, in
  * benchmarks). */
 int ec_matmul_set_isa(int max_level);
 
-/* Integer-dot matmul for Q4_0, Q5_0, Q8_0 (n_in % 32 == 0) and Q4_K, Q6_K
- * (n_in % 256 == 0) weights: x is quantized to Q8_0 / Q8_K blocks as
- * ggml-cpu does, and each output is llama.cpp's x86 AVX2 block dot product
- * with its float steps in its order (src/engine/qdot.c). */
+/* Integer-dot matmul for Q4_0, Q5_0, Q8_0 (n_in % 32 == 0) and Q2_K, Q3_K,
+ * Q4_K, Q5_K, Q6_K (n_in % 256 == 0) weights: x is quantized to Q8_0 / Q8_K
+ * blocks as ggml-cpu does, and each output is llama.cpp's x86 AVX2 block
+ * dot product with its float steps in its order (src/engine/qdot.c). */
 bool ec_qdot_supported(enum ec_dtype t, int64_t n_in);
 enum ec_status ec_matmul_qdot(const struct ec_linear_view *w, const float *x, int64_t n_tokens,
                               float *y, int n_threads, struct ec_diag *d);
-/* Its kernels: 0 scalar (the definition), 1 AVX2 (same bits); -1 = the
- * best this CPU has. Returns the level in effect. For tests. */
+/* Its kernels: 0 scalar (the definition), 1 AVX2, 2 AVX-512 VNNI (same
+ * bits); -1 = the best this CPU has. Returns the level in effect. For
+ * tests. */
 int ec_qdot_set_isa(int max_level);
 
 /* The same for attention, SiLU and the vector expf they use: 0 the scalar

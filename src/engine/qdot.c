@@ -10,13 +10,25 @@
  *   result = ((acc0+acc4) + (acc2+acc6)) + ((acc1+acc5) + (acc3+acc7)).
  *
  * The integer sums are exact in any order, so only this float part fixes
- * the bits. Q4_K adds the mins through four more lanes (ggml's acc_m).
- * Weights: Q4_0, Q5_0, Q8_0 (with Q8_0 activations), Q4_K, Q6_K (Q8_K).
- * The scalar kernels are the definition; the AVX2 kernels (rows unpacked
- * once, four tokens per weight load) compute the same integer lanes with
- * maddubs/madd and the same float steps, so they give the same bits
- * (test_engine checks this per type). Each (row, token) output is computed
- * by one thread, so results do not depend on the thread count. */
+ * the bits. The K-quants' mins (dmin x min x the activations' sub-block
+ * sums, per block) enter where ggml's kernel puts them:
+ *   Q4_K  four more lanes (ggml's acc_m), (m0+m2)+(m1+m3) added after hsum;
+ *   Q5_K  one float, summs = fmaf(dmin, (float)sum_j min_j bsum_j, summs)
+ *         (ggml writes summs += dmin * int; gcc contracts it to that fma),
+ *         added after hsum;
+ *   Q2_K  the same eight lanes, before d x isum: lane m gets dmin x
+ *         (min_2m bsum_2m + min_2m+1 bsum_2m+1) over 16-element groups;
+ *   Q3_K, Q6_K  none (signed values).
+ * Weights: Q4_0, Q5_0, Q8_0 (with Q8_0 activations), Q2_K, Q3_K, Q4_K,
+ * Q5_K, Q6_K (Q8_K). The scalar kernels are the definition; the AVX2
+ * kernels (rows unpacked once, four tokens per weight load) compute the
+ * same integer lanes with maddubs/madd and the same float steps, and so do
+ * the AVX-512 VNNI tiles (below), so every level gives the same bits
+ * (test_engine checks this per type). No maddubs pair can saturate int16:
+ * with Q8_K values within -127..127 the largest is Q6_K's 2 x 32 x 255 at
+ * level 2 (activations as q + 128); Q2_K 0..3, Q3_K -4..3 and Q5_K 0..31
+ * stay further below. Each (row, token) output is computed by one thread,
+ * so results do not depend on the thread count. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,7 +62,10 @@ bool ec_qdot_supported(enum ec_dtype t, int64_t n_in)
     case EC_Q5_0:
     case EC_Q8_0:
         return n_in > 0 && n_in % 32 == 0;
+    case EC_Q2_K:
+    case EC_Q3_K:
     case EC_Q4_K:
+    case EC_Q5_K:
     case EC_Q6_K:
         return n_in > 0 && n_in % 256 == 0;
     default:
@@ -238,6 +253,121 @@ static float dot_q4_k(const uint8_t *row, const int8_t *q, const float *dq, int6
     return hsum8(acc) + m;
 }
 
+/* The quant value of element e (0..255) of a Q2_K / Q3_K / Q5_K block, as
+ * the dequantizers read it. Q2_K and Q3_K: per 128-element half h, byte k of
+ * the half's 32 bytes holds elements 128 h + 32 s + k in its 2-bit fields s;
+ * Q3_K's third bit is bit 4 h + s of hmask[k] (clear: minus 4). Q5_K: as
+ * Q4_K, plus bit j of qh[l] as the fifth bit of element 32 j + l. */
+static inline int q2k_value(const struct ec_block_q2_k *x, int e)
+{
+    const int h = e / 128, s = e % 128 / 32, k = e % 32;
+    return (x->qs[32 * h + k] >> (2 * s)) & 3;
+}
+
+static inline int q3k_value(const struct ec_block_q3_k *x, int e)
+{
+    const int h = e / 128, s = e % 128 / 32, k = e % 32;
+    const int lo = (x->qs[32 * h + k] >> (2 * s)) & 3;
+    return (x->hmask[k] >> (4 * h + s)) & 1 ? lo : lo - 4;
+}
+
+/* Q3_K's scale of 16-element group j: 4 low bits from bytes 0..7 (low
+ * nibbles for j < 8, high ones after), 2 high bits from bytes 8..11; the
+ * 6-bit value minus 32 */
+static inline int q3k_scale(const uint8_t *s, int j)
+{
+    const int lo = j < 8 ? s[j] & 15 : s[j - 8] >> 4;
+    const int hi = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
+    return (lo | hi << 4) - 32;
+}
+
+static inline int q5k_value(const struct ec_block_q5_k *x, int e)
+{
+    const int j = e / 32, l = e % 32;
+    const int lo = (x->qs[32 * (j / 2) + l] >> (4 * (j & 1))) & 15;
+    return lo | ((x->qh[l] >> j) & 1) << 4;
+}
+
+/* Q2_K: the mins go into the SAME eight lanes as the scaled products, first:
+ * lane m gets dmin x (min_2m bsum_2m + min_2m+1 bsum_2m+1), where bsum_g is
+ * the sum of the activations of 16-element group g, then d x isum[m]. */
+static float dot_q2_k(const uint8_t *row, const int8_t *q, const float *dq, int64_t n_blocks)
+{
+    float acc[8] = {0};
+    for (int64_t b = 0; b < n_blocks; b++) {
+        const struct ec_block_q2_k *x = (const void *)(row + (size_t)b * sizeof *x);
+        const int8_t *qb = q + b * 256;
+        const float d = dq[b] * ec_fp16_to_fp32(x->d);
+        const float dmin = -dq[b] * ec_fp16_to_fp32(x->dmin);
+        int32_t mins[8];
+        for (int m = 0; m < 8; m++) {
+            int32_t s = 0;
+            for (int g = 2 * m; g < 2 * m + 2; g++) {
+                int32_t bsum = 0;
+                for (int e = 16 * g; e < 16 * g + 16; e++)
+                    bsum += qb[e];
+                s += (x->scales[g] >> 4) * bsum;
+            }
+            mins[m] = s;
+        }
+        lanes_fma(acc, dmin, mins);
+        int32_t isum[8] = {0};
+        for (int e = 0; e < 256; e++)
+            isum[e % 32 / 4] += (x->scales[e / 16] & 15) * q2k_value(x, e) * qb[e];
+        lanes_fma(acc, d, isum);
+    }
+    return hsum8(acc);
+}
+
+/* Q3_K: no mins; the signed scales and values in the eight lanes */
+static float dot_q3_k(const uint8_t *row, const int8_t *q, const float *dq, int64_t n_blocks)
+{
+    float acc[8] = {0};
+    for (int64_t b = 0; b < n_blocks; b++) {
+        const struct ec_block_q3_k *x = (const void *)(row + (size_t)b * sizeof *x);
+        const int8_t *qb = q + b * 256;
+        const float d = dq[b] * ec_fp16_to_fp32(x->d);
+        int sc[16];
+        for (int j = 0; j < 16; j++)
+            sc[j] = q3k_scale(x->scales, j);
+        int32_t isum[8] = {0};
+        for (int e = 0; e < 256; e++)
+            isum[e % 32 / 4] += sc[e / 16] * q3k_value(x, e) * qb[e];
+        lanes_fma(acc, d, isum);
+    }
+    return hsum8(acc);
+}
+
+/* Q5_K: the mins in ONE float, fused per block (dmin x the block's integer
+ * sum over sub-blocks of min_j x sum of their activations) and added after
+ * the horizontal sum */
+static float dot_q5_k(const uint8_t *row, const int8_t *q, const float *dq, int64_t n_blocks)
+{
+    float acc[8] = {0}, summs = 0.0f;
+    for (int64_t b = 0; b < n_blocks; b++) {
+        const struct ec_block_q5_k *x = (const void *)(row + (size_t)b * sizeof *x);
+        const int8_t *qb = q + b * 256;
+        const float d = dq[b] * ec_fp16_to_fp32(x->d);
+        const float dmin = -dq[b] * ec_fp16_to_fp32(x->dmin);
+        int sc[8], mn[8];
+        for (int j = 0; j < 8; j++)
+            q4k_scale_min(x->scales, j, &sc[j], &mn[j]);
+        int32_t msum = 0;
+        for (int j = 0; j < 8; j++) {
+            int32_t s = 0;
+            for (int e = 32 * j; e < 32 * j + 32; e++)
+                s += qb[e];
+            msum += mn[j] * s;
+        }
+        summs = fmaf(dmin, (float)msum, summs);
+        int32_t isum[8] = {0};
+        for (int e = 0; e < 256; e++)
+            isum[e % 32 / 4] += sc[e / 32] * q5k_value(x, e) * qb[e];
+        lanes_fma(acc, d, isum);
+    }
+    return hsum8(acc) + summs;
+}
+
 static float dot_q6_k(const uint8_t *row, const int8_t *q, const float *dq, int64_t n_blocks)
 {
     float acc[8] = {0};
@@ -276,6 +406,7 @@ static float dot_q6_k(const uint8_t *row, const int8_t *q, const float *dq, int6
 
 #ifdef EC_QDOT_X86
 #define QD_AVX2 __attribute__((target("avx2,fma")))
+#define QD_AVX2_IN __attribute__((target("avx2,fma"), always_inline)) static inline
 
 QD_AVX2 static inline float hsum8_avx2(__m256 acc)
 {
@@ -377,8 +508,12 @@ QD_AVX2 static float dot_legacy_avx2(const int8_t *w, const float *dw, const int
  * scales as float) and the activations' 32-element sums once per token, so
  * the per-(row, token) work is the integer products and the float steps. */
 struct kq_row {
-    uint8_t *w;   /* [n] quant values: Q4_K 0..15, Q6_K 0..63, element order */
-    int16_t *sc;  /* [nb][16]: Q4_K 8 scales + 8 mins, Q6_K 16 scales */
+    uint8_t *w;   /* [n] quant values, element order: Q2_K 0..3, Q3_K -4..3
+                     (as int8), Q4_K 0..15, Q5_K 0..31, Q6_K 0..63 */
+    int16_t *sc;  /* [nb][16]: Q4_K 8 scales + 8 mins, Q6_K 16 scales; Q2_K
+                     16 mins, Q5_K 8 mins */
+    int16_t *scv; /* Q2_K, Q3_K, Q5_K: [n / 32][16], each 32-element chunk's
+                     scale of each int16 pair (a madd operand) */
     float *dw;    /* [nb][2]: fp16 d and dmin as floats */
 };
 
@@ -421,6 +556,90 @@ static void kq_unpack_row(enum ec_dtype t, const uint8_t *row, int64_t nb, struc
     }
 }
 
+/* One Q2_K / Q3_K / Q5_K block (both levels unpack through this): its eight
+ * 32-element chunks as values (Q2_K 0..3, Q3_K -4..3, Q5_K 0..31), each
+ * chunk's scales per int16 pair as a madd operand (Q2_K, Q3_K one per 16
+ * elements, so two per chunk; Q5_K one per chunk), the mins (Q2_K 16, Q5_K
+ * 8, Q3_K none) and the fp16 d and dmin as floats. The bit fields are split
+ * with a 16-bit shift and a byte mask, which keeps each byte's own bits. */
+QD_AVX2_IN void k235_block(enum ec_dtype t, const uint8_t *blk, __m256i v[8], __m256i scv[8],
+                           int16_t mins[16], float *d, float *dmin)
+{
+    const __m256i m3 = _mm256_set1_epi8(3), m15 = _mm256_set1_epi8(15), one = _mm256_set1_epi8(1);
+    if (t == EC_Q5_K) {
+        const struct ec_block_q5_k *x = (const void *)blk;
+        *d = ec_fp16_to_fp32(x->d);
+        *dmin = ec_fp16_to_fp32(x->dmin);
+        for (int j = 0; j < 8; j++) {
+            int s_, m_;
+            q4k_scale_min(x->scales, j, &s_, &m_);
+            scv[j] = _mm256_set1_epi16((short)s_);
+            mins[j] = (int16_t)m_;
+        }
+        const __m256i hb = _mm256_loadu_si256((const __m256i *)(const void *)x->qh);
+        for (int j = 0; j < 4; j++) {
+            const __m256i raw = _mm256_loadu_si256((const __m256i *)(const void *)(x->qs + 32 * j));
+            const __m256i h0 = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * j), one);
+            const __m256i h1 = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * j + 1), one);
+            v[2 * j] = _mm256_or_si256(_mm256_and_si256(raw, m15), _mm256_slli_epi16(h0, 4));
+            v[2 * j + 1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m15),
+                                           _mm256_slli_epi16(h1, 4));
+        }
+        return;
+    }
+    int s16[16];
+    const uint8_t *qs;
+    __m256i hb = _mm256_setzero_si256();
+    if (t == EC_Q2_K) {
+        const struct ec_block_q2_k *x = (const void *)blk;
+        *d = ec_fp16_to_fp32(x->d);
+        *dmin = ec_fp16_to_fp32(x->dmin);
+        for (int g = 0; g < 16; g++) {
+            s16[g] = x->scales[g] & 15;
+            mins[g] = (int16_t)(x->scales[g] >> 4);
+        }
+        qs = x->qs;
+    } else { /* Q3_K */
+        const struct ec_block_q3_k *x = (const void *)blk;
+        *d = ec_fp16_to_fp32(x->d);
+        *dmin = 0.0f;
+        for (int g = 0; g < 16; g++)
+            s16[g] = q3k_scale(x->scales, g);
+        qs = x->qs;
+        hb = _mm256_loadu_si256((const __m256i *)(const void *)x->hmask);
+    }
+    for (int c = 0; c < 8; c++)
+        scv[c] = _mm256_set_m128i(_mm_set1_epi16((short)s16[2 * c + 1]),
+                                  _mm_set1_epi16((short)s16[2 * c]));
+    for (int h = 0; h < 2; h++) {
+        const __m256i raw = _mm256_loadu_si256((const __m256i *)(const void *)(qs + 32 * h));
+        for (int f = 0; f < 4; f++) {
+            __m256i x = _mm256_and_si256(_mm256_srli_epi16(raw, 2 * f), m3);
+            if (t == EC_Q3_K) { /* third bit clear: minus 4 */
+                const __m256i bit = _mm256_and_si256(_mm256_srli_epi16(hb, 4 * h + f), one);
+                x = _mm256_sub_epi8(_mm256_or_si256(x, _mm256_slli_epi16(bit, 2)),
+                                    _mm256_set1_epi8(4));
+            }
+            v[4 * h + f] = x;
+        }
+    }
+}
+
+/* level 1: a Q2_K / Q3_K / Q5_K row unpacked once */
+QD_AVX2 static void kq_unpack_row_235(enum ec_dtype t, const uint8_t *row, size_t blk_bytes,
+                                      int64_t nb, struct kq_row *k)
+{
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i v[8], scv[8];
+        k235_block(t, row + (size_t)b * blk_bytes, v, scv, k->sc + b * 16, &k->dw[2 * b],
+                   &k->dw[2 * b + 1]);
+        for (int c = 0; c < 8; c++) {
+            _mm256_storeu_si256((__m256i *)(void *)(k->w + b * 256 + 32 * c), v[c]);
+            _mm256_storeu_si256((__m256i *)(void *)(k->scv + (b * 8 + c) * 16), scv[c]);
+        }
+    }
+}
+
 /* s8[b * 8 + j] = sum of the activations of sub-block j (32 elements) */
 static void kq_token_sums(const int8_t *q, int64_t nb, int32_t *s8)
 {
@@ -429,6 +648,18 @@ static void kq_token_sums(const int8_t *q, int64_t nb, int32_t *s8)
         for (int e = 0; e < 32; e++)
             s += q[32 * i + e];
         s8[i] = s;
+    }
+}
+
+/* Q2_K: bs[b * 16 + g] = sum of the activations of 16-element group g
+ * (Q8_K's bsums; within +-2032, so int16) */
+static void kq_token_sums16(const int8_t *q, int64_t nb, int16_t *bs)
+{
+    for (int64_t i = 0; i < nb * 16; i++) {
+        int32_t s = 0;
+        for (int e = 0; e < 16; e++)
+            s += q[16 * i + e];
+        bs[i] = (int16_t)s;
     }
 }
 
@@ -561,6 +792,167 @@ QD_AVX2 static float dot_q6_k_avx2(const struct kq_row *k, const int8_t *q, cons
     }
     return hsum8_avx2(acc);
 }
+
+/* Q2_K, Q3_K and Q5_K for NT (1 or 4) tokens, activations ldq apart, their
+ * scales lddq, their sums lds; each weight vector is loaded once for the NT
+ * tokens. The maddubs pairs cannot saturate int16: Q2_K 2 x 3 x 127, Q3_K
+ * (|w| <= 4 against sign-adjusted activations) 2 x 4 x 127, Q5_K 2 x 31 x
+ * 127, all below 32767 (Q8_K values are within -127..127: the block's
+ * largest magnitude maps to 127, NaN to 0). */
+QD_AVX2_IN void dotn_q2_k(const struct kq_row *k, const int8_t *q, int64_t ldq, const float *dq,
+                          int64_t lddq, const int16_t *bs, int64_t lds, int64_t nb, const int NT,
+                          float *out)
+{
+    __m256 acc[4];
+    for (int u = 0; u < NT; u++)
+        acc[u] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *w = k->w + b * 256;
+        const int16_t *scv = k->scv + b * 128;
+        __m256i sumi[4];
+        for (int u = 0; u < NT; u++)
+            sumi[u] = _mm256_setzero_si256();
+        for (int c = 0; c < 8; c++) {
+            const __m256i wv = _mm256_loadu_si256((const __m256i *)(const void *)(w + 32 * c));
+            const __m256i sv = _mm256_loadu_si256((const __m256i *)(const void *)(scv + 16 * c));
+            for (int u = 0; u < NT; u++) {
+                const __m256i qv = _mm256_loadu_si256(
+                    (const __m256i *)(const void *)(q + u * ldq + b * 256 + 32 * c));
+                sumi[u] = _mm256_add_epi32(sumi[u],
+                                           _mm256_madd_epi16(sv, _mm256_maddubs_epi16(wv, qv)));
+            }
+        }
+        const __m256i mins = _mm256_loadu_si256((const __m256i *)(const void *)(k->sc + b * 16));
+        for (int u = 0; u < NT; u++) {
+            const float dqu = dq[u * lddq + b];
+            const __m256i bsv =
+                _mm256_loadu_si256((const __m256i *)(const void *)(bs + u * lds + b * 16));
+            acc[u] = _mm256_fmadd_ps(_mm256_set1_ps(-dqu * k->dw[2 * b + 1]),
+                                     _mm256_cvtepi32_ps(_mm256_madd_epi16(mins, bsv)), acc[u]);
+            acc[u] = _mm256_fmadd_ps(_mm256_set1_ps(dqu * k->dw[2 * b]),
+                                     _mm256_cvtepi32_ps(sumi[u]), acc[u]);
+        }
+    }
+    for (int u = 0; u < NT; u++)
+        out[u] = hsum8_avx2(acc[u]);
+}
+
+QD_AVX2_IN void dotn_q3_k(const struct kq_row *k, const int8_t *q, int64_t ldq, const float *dq,
+                          int64_t lddq, int64_t nb, const int NT, float *out)
+{
+    __m256 acc[4];
+    for (int u = 0; u < NT; u++)
+        acc[u] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const int8_t *w = (const int8_t *)k->w + b * 256;
+        const int16_t *scv = k->scv + b * 128;
+        __m256i sumi[4];
+        for (int u = 0; u < NT; u++)
+            sumi[u] = _mm256_setzero_si256();
+        for (int c = 0; c < 8; c++) {
+            const __m256i wv = _mm256_loadu_si256((const __m256i *)(const void *)(w + 32 * c));
+            const __m256i ax = _mm256_sign_epi8(wv, wv);
+            const __m256i sv = _mm256_loadu_si256((const __m256i *)(const void *)(scv + 16 * c));
+            for (int u = 0; u < NT; u++) {
+                const __m256i qv = _mm256_loadu_si256(
+                    (const __m256i *)(const void *)(q + u * ldq + b * 256 + 32 * c));
+                const __m256i p16 = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(qv, wv));
+                sumi[u] = _mm256_add_epi32(sumi[u], _mm256_madd_epi16(sv, p16));
+            }
+        }
+        for (int u = 0; u < NT; u++)
+            acc[u] = _mm256_fmadd_ps(_mm256_set1_ps(dq[u * lddq + b] * k->dw[2 * b]),
+                                     _mm256_cvtepi32_ps(sumi[u]), acc[u]);
+    }
+    for (int u = 0; u < NT; u++)
+        out[u] = hsum8_avx2(acc[u]);
+}
+
+QD_AVX2_IN void dotn_q5_k(const struct kq_row *k, const int8_t *q, int64_t ldq, const float *dq,
+                          int64_t lddq, const int32_t *s8, int64_t lds, int64_t nb, const int NT,
+                          float *out)
+{
+    __m256 acc[4];
+    float summs[4];
+    for (int u = 0; u < NT; u++) {
+        acc[u] = _mm256_setzero_ps();
+        summs[u] = 0.0f;
+    }
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *w = k->w + b * 256;
+        const int16_t *scv = k->scv + b * 128, *mn = k->sc + b * 16;
+        __m256i sumi[4];
+        for (int u = 0; u < NT; u++)
+            sumi[u] = _mm256_setzero_si256();
+        for (int c = 0; c < 8; c++) {
+            const __m256i wv = _mm256_loadu_si256((const __m256i *)(const void *)(w + 32 * c));
+            const __m256i sv = _mm256_loadu_si256((const __m256i *)(const void *)(scv + 16 * c));
+            for (int u = 0; u < NT; u++) {
+                const __m256i qv = _mm256_loadu_si256(
+                    (const __m256i *)(const void *)(q + u * ldq + b * 256 + 32 * c));
+                sumi[u] = _mm256_add_epi32(sumi[u],
+                                           _mm256_madd_epi16(sv, _mm256_maddubs_epi16(wv, qv)));
+            }
+        }
+        for (int u = 0; u < NT; u++) {
+            const float dqu = dq[u * lddq + b];
+            const int32_t *sb = s8 + u * lds + b * 8;
+            int32_t msum = 0;
+            for (int j = 0; j < 8; j++)
+                msum += mn[j] * sb[j];
+            summs[u] = fmaf(-dqu * k->dw[2 * b + 1], (float)msum, summs[u]);
+            acc[u] = _mm256_fmadd_ps(_mm256_set1_ps(dqu * k->dw[2 * b]),
+                                     _mm256_cvtepi32_ps(sumi[u]), acc[u]);
+        }
+    }
+    for (int u = 0; u < NT; u++)
+        out[u] = hsum8_avx2(acc[u]) + summs[u];
+}
+
+/* the single-token and four-token instances */
+QD_AVX2 static void dot4_q2_k_avx2(const struct kq_row *k, const int8_t *q, int64_t ldq,
+                                   const float *dq, int64_t lddq, const int16_t *bs, int64_t lds,
+                                   int64_t nb, float *out)
+{
+    dotn_q2_k(k, q, ldq, dq, lddq, bs, lds, nb, 4, out);
+}
+
+QD_AVX2 static float dot_q2_k_avx2(const struct kq_row *k, const int8_t *q, const float *dq,
+                                   const int16_t *bs, int64_t nb)
+{
+    float o;
+    dotn_q2_k(k, q, 0, dq, 0, bs, 0, nb, 1, &o);
+    return o;
+}
+
+QD_AVX2 static void dot4_q3_k_avx2(const struct kq_row *k, const int8_t *q, int64_t ldq,
+                                   const float *dq, int64_t lddq, int64_t nb, float *out)
+{
+    dotn_q3_k(k, q, ldq, dq, lddq, nb, 4, out);
+}
+
+QD_AVX2 static float dot_q3_k_avx2(const struct kq_row *k, const int8_t *q, const float *dq,
+                                   int64_t nb)
+{
+    float o;
+    dotn_q3_k(k, q, 0, dq, 0, nb, 1, &o);
+    return o;
+}
+
+QD_AVX2 static void dot4_q5_k_avx2(const struct kq_row *k, const int8_t *q, int64_t ldq,
+                                   const float *dq, int64_t lddq, const int32_t *s8, int64_t lds,
+                                   int64_t nb, float *out)
+{
+    dotn_q5_k(k, q, ldq, dq, lddq, s8, lds, nb, 4, out);
+}
+
+QD_AVX2 static float dot_q5_k_avx2(const struct kq_row *k, const int8_t *q, const float *dq,
+                                   const int32_t *s8, int64_t nb)
+{
+    float o;
+    dotn_q5_k(k, q, 0, dq, 0, s8, 0, nb, 1, &o);
+    return o;
+}
 #endif
 
 /* ---- AVX-512 VNNI versions: two weight rows per 512-bit vector ----
@@ -624,17 +1016,20 @@ QD_512F static void act_q8_0_512(const float *x, int64_t n, uint8_t *qu, float *
     }
 }
 
-/* s16[b * 8 + j]: the sum of the (signed) values of 32-element group j */
-QD_512F static void act_q8_k_512(const float *x, int64_t n, uint8_t *qu, float *d, int16_t *s16)
+/* s16[b * 8 + j]: the sum of the (signed) values of 32-element group j;
+ * with by16 (Q2_K) s16[b * 16 + g], that of 16-element group g */
+QD_512F static void act_q8_k_512(const float *x, int64_t n, uint8_t *qu, float *d, int16_t *s16,
+                                 bool by16)
 {
+    const int spb = by16 ? 16 : 8;
     for (int64_t b = 0; b < n / 256; b++) {
         const float *xb = x + b * 256;
         const float amax = qd_amax(xb, 256);
         if (amax == 0.0f) {
             d[b] = 0.0f;
             memset(qu + b * 256, 0x80, 256);
-            for (int j = 0; s16 && j < 8; j++)
-                s16[b * 8 + j] = 0;
+            for (int j = 0; s16 && j < spb; j++)
+                s16[b * spb + j] = 0;
             continue;
         }
         float mx = amax; /* the first element of that magnitude, with its sign */
@@ -654,8 +1049,12 @@ QD_512F static void act_q8_k_512(const float *x, int64_t n, uint8_t *qu, float *
             const __m512i c = qd_round_i32(_mm512_mul_ps(_mm512_loadu_ps(xb + 32 * j + 16), vs));
             /* the values are within -127..127 here (|iscale x| <= 127), so the
              * int32 sum is the sum of the stored bytes */
-            if (s16)
+            if (s16 && by16) {
+                s16[b * 16 + 2 * j] = (int16_t)_mm512_reduce_add_epi32(a);
+                s16[b * 16 + 2 * j + 1] = (int16_t)_mm512_reduce_add_epi32(c);
+            } else if (s16) {
                 s16[b * 8 + j] = (int16_t)_mm512_reduce_add_epi32(_mm512_add_epi32(a, c));
+            }
             qd_store_u8(qu + b * 256 + 32 * j, a);
             qd_store_u8(qu + b * 256 + 32 * j + 16, c);
         }
@@ -668,8 +1067,10 @@ struct qd_pair {
     int16_t *sc;   /* K-quants: [n / 32][32]: the scale of each int16 pair, per half */
     int32_t *corr; /* [nb][16]: -128 x the lane sums of w (times the scales) */
     float *dw;     /* [nb][16]: d of each row, 8 copies per half */
-    float *dmin;   /* Q4_K: [nb][8]: dmin of each row, 4 copies per half */
-    int16_t *mn;   /* Q4_K: [nb][16]: the 8 mins of each row */
+    float *dmin;   /* [nb][16]: dmin of each row; Q4_K, Q5_K 4 copies per half in
+                      the first 8, Q2_K 8 copies per half */
+    int16_t *mn;   /* [nb][32]: the mins of each row; Q4_K, Q5_K 8 per row in the
+                      first 16, Q2_K 16 per row */
 };
 
 static bool qd_pair_alloc(struct qd_pair *p, int64_t n, int64_t nb)
@@ -679,8 +1080,8 @@ static bool qd_pair_alloc(struct qd_pair *p, int64_t n, int64_t nb)
     p->sc = qd_alloc64(sizeof(int16_t) * (size_t)(2 * n));
     p->corr = qd_alloc64(sizeof(int32_t) * 16 * (size_t)nb);
     p->dw = qd_alloc64(sizeof(float) * 16 * (size_t)nb);
-    p->dmin = qd_alloc64(sizeof(float) * 8 * (size_t)nb);
-    p->mn = qd_alloc64(sizeof(int16_t) * 16 * (size_t)nb);
+    p->dmin = qd_alloc64(sizeof(float) * 16 * (size_t)nb);
+    p->mn = qd_alloc64(sizeof(int16_t) * 32 * (size_t)nb);
     return p->w && p->sc && p->corr && p->dw && p->dmin && p->mn;
 }
 
@@ -698,7 +1099,7 @@ static void qd_pair_free(struct qd_pair *p)
 QD_512 static void qd_pack_pair(enum ec_dtype t, const uint8_t *row0, const uint8_t *row1,
                                 size_t blk_bytes, int64_t nb, struct qd_pair *p)
 {
-    const bool kq = t == EC_Q4_K || t == EC_Q6_K;
+    const bool kq = t == EC_Q2_K || t == EC_Q3_K || t == EC_Q4_K || t == EC_Q5_K || t == EC_Q6_K;
     for (int h = 0; h < 2; h++) {
         const uint8_t *row = h ? row1 : row0;
         if (!kq) { /* legacy: values, lane sums and scale straight from the block */
@@ -718,11 +1119,20 @@ QD_512 static void qd_pack_pair(enum ec_dtype t, const uint8_t *row0, const uint
             __m256i v[8];      /* the block's eight 32-element chunks */
             __m256i scv[8];    /* each chunk's scale per int16 pair */
             float d;
-            if (t == EC_Q4_K) {
+            if (t == EC_Q2_K || t == EC_Q3_K || t == EC_Q5_K) {
+                int16_t mins[16];
+                float dmin;
+                k235_block(t, row + (size_t)b * blk_bytes, v, scv, mins, &d, &dmin);
+                const int nm = t == EC_Q2_K ? 16 : t == EC_Q5_K ? 8 : 0;
+                for (int g = 0; g < nm; g++)
+                    p->mn[32 * b + nm * h + g] = mins[g];
+                for (int m = 0; m < nm / 2; m++)
+                    p->dmin[16 * b + nm / 2 * h + m] = dmin;
+            } else if (t == EC_Q4_K) {
                 const struct ec_block_q4_k *x = (const void *)(row + (size_t)b * sizeof *x);
                 d = ec_fp16_to_fp32(x->d);
                 for (int m = 0; m < 4; m++)
-                    p->dmin[8 * b + 4 * h + m] = ec_fp16_to_fp32(x->dmin);
+                    p->dmin[16 * b + 4 * h + m] = ec_fp16_to_fp32(x->dmin);
                 const __m256i m4 = _mm256_set1_epi8(15);
                 for (int j = 0; j < 4; j++) {
                     const __m256i raw = _mm256_loadu_si256((const __m256i *)(const void *)(x->qs + 32 * j));
@@ -733,7 +1143,7 @@ QD_512 static void qd_pack_pair(enum ec_dtype t, const uint8_t *row0, const uint
                     int sc_, mn_;
                     q4k_scale_min(x->scales, j, &sc_, &mn_);
                     scv[j] = _mm256_set1_epi16((short)sc_);
-                    p->mn[16 * b + 8 * h + j] = (int16_t)mn_;
+                    p->mn[32 * b + 8 * h + j] = (int16_t)mn_;
                 }
             } else { /* Q6_K: 4 + 2 bits, minus 32; a scale per 16 elements */
                 const struct ec_block_q6_k *x = (const void *)(row + (size_t)b * sizeof *x);
@@ -834,11 +1244,18 @@ QD_512_IN void qd_tile_legacy(const struct qd_pair *const *P, const int NP, cons
             qd_pair_out(acc[i][u], &out[u][2 * i], &out[u][2 * i + 1]);
 }
 
-/* Q4_K (mins, with the activations' sub-block sums s16) and Q6_K (no mins) */
-QD_512_IN void qd_tile_k(const struct qd_pair *const *P, const int NP, const bool q4k,
+/* How a K-quant's mins enter (the activations' sub-block sums s16, lds
+ * apart per token): QD_MINS_NONE Q3_K, Q6_K; QD_MINS_LANES4 Q4_K's four
+ * lanes per row; QD_MINS_SCALAR Q5_K's one float per row (kept in all four
+ * lanes of its half), added after the horizontal sum; QD_MINS_FIRST Q2_K's
+ * eight lanes per row, the accumulator's own, before d x the sums. */
+enum { QD_MINS_NONE, QD_MINS_LANES4, QD_MINS_SCALAR, QD_MINS_FIRST };
+
+QD_512_IN void qd_tile_k(const struct qd_pair *const *P, const int NP, const int mins,
                          const uint8_t *qu, int64_t ldq, const float *dq, int64_t lddq,
                          const int16_t *s16, int64_t lds, const int NT, int64_t nb, float out[4][4])
 {
+    const bool m4 = mins == QD_MINS_LANES4 || mins == QD_MINS_SCALAR;
     __m512 acc[2][4];
     __m256 accm[2][4];
     for (int i = 0; i < NP; i++)
@@ -870,19 +1287,34 @@ QD_512_IN void qd_tile_k(const struct qd_pair *const *P, const int NP, const boo
             const float dqu = dq[u * lddq + b];
             const __m512 d = _mm512_set1_ps(dqu);
             __m256i sb = _mm256_setzero_si256();
-            if (q4k)
+            __m512i sb16 = _mm512_setzero_si512();
+            if (m4) /* the 8 sums, for both rows */
                 sb = _mm256_broadcastsi128_si256(
                     _mm_loadu_si128((const __m128i *)(const void *)(s16 + u * lds + 8 * b)));
+            if (mins == QD_MINS_FIRST) /* the 16 sums, for both rows */
+                sb16 = qd_bcast32((const uint8_t *)(s16 + u * lds + 16 * b));
             for (int i = 0; i < NP; i++) {
+                if (mins == QD_MINS_FIRST) {
+                    const __m512i mn = _mm512_loadu_si512(P[i]->mn + 32 * b);
+                    const __m512 dm =
+                        _mm512_mul_ps(_mm512_set1_ps(-dqu), _mm512_loadu_ps(P[i]->dmin + 16 * b));
+                    acc[i][u] = _mm512_fmadd_ps(dm, _mm512_cvtepi32_ps(_mm512_madd_epi16(mn, sb16)),
+                                                acc[i][u]);
+                }
                 acc[i][u] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_loadu_ps(P[i]->dw + 16 * b), d),
                                             _mm512_cvtepi32_ps(s[i][u]), acc[i][u]);
-                if (q4k) {
+                if (m4) {
                     const __m256i mn =
-                        _mm256_loadu_si256((const __m256i *)(const void *)(P[i]->mn + 16 * b));
+                        _mm256_loadu_si256((const __m256i *)(const void *)(P[i]->mn + 32 * b));
+                    __m256i ms = _mm256_madd_epi16(mn, sb);
+                    if (mins == QD_MINS_SCALAR) /* the row's whole integer sum in its 4 lanes */
+                        for (int k = 1; k < 4; k *= 2)
+                            ms = _mm256_add_epi32(
+                                ms, _mm256_shuffle_epi32(ms, k == 1 ? _MM_SHUFFLE(2, 3, 0, 1)
+                                                                    : _MM_SHUFFLE(1, 0, 3, 2)));
                     const __m256 dm =
-                        _mm256_mul_ps(_mm256_set1_ps(-dqu), _mm256_loadu_ps(P[i]->dmin + 8 * b));
-                    accm[i][u] = _mm256_fmadd_ps(dm, _mm256_cvtepi32_ps(_mm256_madd_epi16(mn, sb)),
-                                                 accm[i][u]);
+                        _mm256_mul_ps(_mm256_set1_ps(-dqu), _mm256_loadu_ps(P[i]->dmin + 16 * b));
+                    accm[i][u] = _mm256_fmadd_ps(dm, _mm256_cvtepi32_ps(ms), accm[i][u]);
                 }
             }
         }
@@ -890,8 +1322,12 @@ QD_512_IN void qd_tile_k(const struct qd_pair *const *P, const int NP, const boo
     for (int i = 0; i < NP; i++)
         for (int u = 0; u < NT; u++) {
             qd_pair_out(acc[i][u], &out[u][2 * i], &out[u][2 * i + 1]);
-            if (q4k)
+            if (mins == QD_MINS_LANES4)
                 qd_mins_out(accm[i][u], &out[u][2 * i], &out[u][2 * i + 1]);
+            if (mins == QD_MINS_SCALAR) {
+                out[u][2 * i] += _mm256_cvtss_f32(accm[i][u]);
+                out[u][2 * i + 1] += _mm_cvtss_f32(_mm256_extractf128_ps(accm[i][u], 1));
+            }
         }
 }
 
@@ -906,13 +1342,18 @@ QD_512 static void qd_rows_512(enum ec_dtype t, const struct qd_pair *const *P, 
         float out[4][4];
         const uint8_t *q = qu + t0 * n;
         const float *d = dq + t0 * nb;
-        const int16_t *s = s16 ? s16 + t0 * nb * 8 : NULL;
+        const int64_t spb = t == EC_Q2_K ? 16 : 8; /* sums per block */
+        const int16_t *s = s16 ? s16 + t0 * nb * spb : NULL;
 #define QD_CALL(NP_, NT_)                                                                    \
     do {                                                                                     \
         if (t == EC_Q4_K)                                                                    \
-            qd_tile_k(P, NP_, true, q, n, d, nb, s, nb * 8, NT_, nb, out);                   \
-        else if (t == EC_Q6_K)                                                               \
-            qd_tile_k(P, NP_, false, q, n, d, nb, s, nb * 8, NT_, nb, out);                  \
+            qd_tile_k(P, NP_, QD_MINS_LANES4, q, n, d, nb, s, nb * 8, NT_, nb, out);         \
+        else if (t == EC_Q5_K)                                                               \
+            qd_tile_k(P, NP_, QD_MINS_SCALAR, q, n, d, nb, s, nb * 8, NT_, nb, out);         \
+        else if (t == EC_Q2_K)                                                               \
+            qd_tile_k(P, NP_, QD_MINS_FIRST, q, n, d, nb, s, nb * 16, NT_, nb, out);         \
+        else if (t == EC_Q6_K || t == EC_Q3_K)                                               \
+            qd_tile_k(P, NP_, QD_MINS_NONE, q, n, d, nb, s, 0, NT_, nb, out);                \
         else                                                                                 \
             qd_tile_legacy(P, NP_, q, n, d, nb, NT_, nb, out);                               \
     } while (0)
@@ -963,7 +1404,9 @@ enum ec_status ec_matmul_qdot(const struct ec_linear_view *w, const float *x, in
     if (!ec_qdot_supported(w->type, n))
         return ec_fail(d, EC_ERR_UNSUPPORTED, "matmul: no integer dot for %s with %lld inputs",
                        ec_dtype_name(w->type), (long long)n);
-    const bool k_quant = w->type == EC_Q4_K || w->type == EC_Q6_K;
+    const enum ec_dtype wt = w->type;
+    const bool k_quant = wt == EC_Q2_K || wt == EC_Q3_K || wt == EC_Q4_K || wt == EC_Q5_K ||
+                         wt == EC_Q6_K;
     const int64_t qk = k_quant ? 256 : 32, n_blocks = n / qk;
     if (n_tokens <= 0)
         return EC_OK;
@@ -984,12 +1427,12 @@ enum ec_status ec_matmul_qdot(const struct ec_linear_view *w, const float *x, in
 #else
     (void)n_threads;
 #endif
-    /* Q4_K's activation sub-block sums: int32 at level 1, int16 at level 2 */
+    /* the activations' sub-block sums for the mins: Q4_K, Q5_K 32-element
+     * ones (int32 at level 1, int16 at level 2), Q2_K 16-element ones (int16) */
     void *sums = NULL;
 #ifdef EC_QDOT_X86
-    if (isa >= 1 && w->type == EC_Q4_K) {
-        sums = malloc((isa == 2 ? sizeof(int16_t) : sizeof(int32_t)) *
-                      (size_t)(n_tokens * n_blocks * 8));
+    if (isa >= 1 && (wt == EC_Q4_K || wt == EC_Q5_K || wt == EC_Q2_K)) {
+        sums = malloc(sizeof(int32_t) * (size_t)(n_tokens * n_blocks * 8));
         if (!sums) {
             free(q);
             free(dq);
@@ -998,7 +1441,8 @@ enum ec_status ec_matmul_qdot(const struct ec_linear_view *w, const float *x, in
     }
 #endif
 #ifdef EC_QDOT_X86
-    int32_t *const s8 = isa == 1 ? sums : NULL;
+    int32_t *const s8 = isa == 1 && wt != EC_Q2_K ? sums : NULL;
+    int16_t *const bs16 = isa == 1 && wt == EC_Q2_K ? sums : NULL;
     int16_t *const s16 = isa == 2 ? sums : NULL;
 #endif
     bool nomem = false;
@@ -1010,7 +1454,8 @@ enum ec_status ec_matmul_qdot(const struct ec_linear_view *w, const float *x, in
             if (isa == 2) {
                 if (k_quant)
                     act_q8_k_512(x + t * n, n, (uint8_t *)q + t * n, dq + t * n_blocks,
-                                 s16 ? s16 + t * n_blocks * 8 : NULL);
+                                 s16 ? s16 + t * n_blocks * (wt == EC_Q2_K ? 16 : 8) : NULL,
+                                 wt == EC_Q2_K);
                 else
                     act_q8_0_512(x + t * n, n, (uint8_t *)q + t * n, dq + t * n_blocks);
                 continue;
@@ -1023,6 +1468,8 @@ enum ec_status ec_matmul_qdot(const struct ec_linear_view *w, const float *x, in
 #ifdef EC_QDOT_X86
             if (s8)
                 kq_token_sums(q + t * n, n_blocks, s8 + t * n_blocks * 8);
+            if (bs16)
+                kq_token_sums16(q + t * n, n_blocks, bs16 + t * n_blocks * 16);
 #endif
         }
         const size_t blk_bytes = (size_t)(w->row_bytes / (uint64_t)n_blocks);
@@ -1033,8 +1480,9 @@ enum ec_status ec_matmul_qdot(const struct ec_linear_view *w, const float *x, in
         if (isa == 1) { /* one unpacked row */
             kr.w = malloc((size_t)n);
             kr.sc = malloc(sizeof(int16_t) * 16 * (size_t)n_blocks);
+            kr.scv = malloc(sizeof(int16_t) * 16 * (size_t)(n / 32));
             kr.dw = malloc(sizeof(float) * 2 * (size_t)n_blocks);
-            ok = kr.w && kr.sc && kr.dw;
+            ok = kr.w && kr.sc && kr.scv && kr.dw;
         } else if (isa == 2) { /* two packed row pairs */
             ok = qd_pair_alloc(&pp[0], n, n_blocks) && qd_pair_alloc(&pp[1], n, n_blocks);
         }
@@ -1077,7 +1525,9 @@ enum ec_status ec_matmul_qdot(const struct ec_linear_view *w, const float *x, in
                 const uint8_t *row = w->data + (uint64_t)r * w->row_bytes;
 #ifdef EC_QDOT_X86
                 if (isa == 1) {
-                    if (k_quant)
+                    if (wt == EC_Q2_K || wt == EC_Q3_K || wt == EC_Q5_K)
+                        kq_unpack_row_235(wt, row, blk_bytes, n_blocks, &kr);
+                    else if (k_quant)
                         kq_unpack_row(w->type, row, n_blocks, &kr);
                     else
                         legacy_unpack_row(w->type, row, blk_bytes, n_blocks, (int8_t *)kr.w, kr.dw);
@@ -1091,6 +1541,14 @@ enum ec_status ec_matmul_qdot(const struct ec_linear_view *w, const float *x, in
                                            n_blocks * 8, n_blocks, o);
                         else if (w->type == EC_Q6_K)
                             dot4_q6_k_avx2(&kr, qt, n, dt, n_blocks, n_blocks, o);
+                        else if (wt == EC_Q2_K)
+                            dot4_q2_k_avx2(&kr, qt, n, dt, n_blocks, bs16 + t * n_blocks * 16,
+                                           n_blocks * 16, n_blocks, o);
+                        else if (wt == EC_Q3_K)
+                            dot4_q3_k_avx2(&kr, qt, n, dt, n_blocks, n_blocks, o);
+                        else if (wt == EC_Q5_K)
+                            dot4_q5_k_avx2(&kr, qt, n, dt, n_blocks, s8 + t * n_blocks * 8,
+                                           n_blocks * 8, n_blocks, o);
                         else
                             dot4_legacy_avx2((const int8_t *)kr.w, kr.dw, qt, n, dt, n_blocks,
                                              n_blocks, o);
@@ -1105,6 +1563,12 @@ enum ec_status ec_matmul_qdot(const struct ec_linear_view *w, const float *x, in
                             s = dot_q4_k_avx2(&kr, qt, dt, s8 + t * n_blocks * 8, n_blocks);
                         else if (w->type == EC_Q6_K)
                             s = dot_q6_k_avx2(&kr, qt, dt, n_blocks);
+                        else if (wt == EC_Q2_K)
+                            s = dot_q2_k_avx2(&kr, qt, dt, bs16 + t * n_blocks * 16, n_blocks);
+                        else if (wt == EC_Q3_K)
+                            s = dot_q3_k_avx2(&kr, qt, dt, n_blocks);
+                        else if (wt == EC_Q5_K)
+                            s = dot_q5_k_avx2(&kr, qt, dt, s8 + t * n_blocks * 8, n_blocks);
                         else
                             s = dot_legacy_avx2((const int8_t *)kr.w, kr.dw, qt, dt, n_blocks);
                         y[t * w->n_out + r] = s;
@@ -1120,6 +1584,12 @@ enum ec_status ec_matmul_qdot(const struct ec_linear_view *w, const float *x, in
                         s = dot_q4_k(row, qt, dt, n_blocks);
                     else if (w->type == EC_Q6_K)
                         s = dot_q6_k(row, qt, dt, n_blocks);
+                    else if (wt == EC_Q2_K)
+                        s = dot_q2_k(row, qt, dt, n_blocks);
+                    else if (wt == EC_Q3_K)
+                        s = dot_q3_k(row, qt, dt, n_blocks);
+                    else if (wt == EC_Q5_K)
+                        s = dot_q5_k(row, qt, dt, n_blocks);
                     else
                         s = dot_legacy(w->type, row, blk_bytes, qt, dt, n_blocks);
                     y[t * w->n_out + r] = s;
@@ -1129,6 +1599,7 @@ enum ec_status ec_matmul_qdot(const struct ec_linear_view *w, const float *x, in
 #ifdef EC_QDOT_X86
         free(kr.w);
         free(kr.sc);
+        free(kr.scv);
         free(kr.dw);
         qd_pair_free(&pp[0]);
         qd_pair_free(&pp[1]);

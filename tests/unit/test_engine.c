@@ -897,7 +897,8 @@ Test(engine, activations_round_to_q8_0_q8_k_f16)
  * dequantized weights with the Q8-rounded activations up to float rounding. */
 Test(engine, qdot_simd_levels_equal_scalar_and_the_dequantized_product)
 {
-    const enum ec_dtype types[] = {EC_Q4_0, EC_Q5_0, EC_Q8_0, EC_Q4_K, EC_Q6_K};
+    const enum ec_dtype types[] = {EC_Q4_0, EC_Q5_0, EC_Q8_0, EC_Q2_K, EC_Q3_K,
+                                   EC_Q4_K, EC_Q5_K, EC_Q6_K};
     const int64_t n_in = 768, n_out = 16, n_tok = 7;
     float *wf = malloc(sizeof(float) * n_out * n_in), *x = malloc(sizeof(float) * n_tok * n_in);
     float *xr = malloc(sizeof(float) * n_tok * n_in), *deq = malloc(sizeof(float) * n_in);
@@ -984,7 +985,8 @@ Test(engine, qdot_simd_levels_equal_scalar_and_the_dequantized_product)
  * Outputs are compared bit for bit (NaN results as "both NaN"). */
 Test(engine, qdot_levels_agree_on_zero_tied_and_nonfinite_activations)
 {
-    const enum ec_dtype types[] = {EC_Q4_0, EC_Q5_0, EC_Q8_0, EC_Q4_K, EC_Q6_K};
+    const enum ec_dtype types[] = {EC_Q4_0, EC_Q5_0, EC_Q8_0, EC_Q2_K, EC_Q3_K,
+                                   EC_Q4_K, EC_Q5_K, EC_Q6_K};
     const int64_t n_in = 512, n_out = 6, n_tok = 6;
     float *wf = malloc(sizeof(float) * n_out * n_in), *x = malloc(sizeof(float) * n_tok * n_in);
     float *y0 = malloc(sizeof(float) * n_tok * n_out), *y1 = malloc(sizeof(float) * n_tok * n_out);
