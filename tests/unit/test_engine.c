@@ -16,6 +16,7 @@
 #include "edgec/quant.h"
 #include "edgec/quantize.h"
 #include "edgec/safetensors.h"
+#include "edgec/sha256.h"
 
 #define N_GOLDEN 64
 
@@ -852,6 +853,142 @@ Test(engine, perplexity_matches_llama_perplexity_stories260K)
 Test(engine, perplexity_matches_llama_perplexity_stories_student_256)
 {
     check_ppl("stories-student-256", 12);
+}
+
+/* ---- (d') Q2_K perplexity as llama-perplexity printed it, digit for digit ---- */
+
+struct ppl_log {
+    double running[512];
+    int64_t n;
+};
+
+static void log_chunk(void *user, int64_t chunk, int64_t n_chunks, double ppl)
+{
+    struct ppl_log *l = user;
+    (void)n_chunks;
+    if (chunk < 512) {
+        l->running[chunk] = ppl;
+        l->n = chunk + 1;
+    }
+}
+
+/* stories-student-256 quantized to Q2_K by the library (llama-quantize's
+ * bytes: Q2_K, Q3_K and Q6_K tensors), every running value printed with 4
+ * decimals as llama-perplexity printed it. The Q2_K and Q3_K products take
+ * llama.cpp's integer dots and float order (ec_matmul_qdot); with the
+ * dequantized F32 products they were 7.75559 at the end (7.7556 printed,
+ * llama.cpp 7.7552). All 309 chunks take ~3 s; the sanitizer and valgrind
+ * builds check the first 40 and 4 (EDGEC_TEST_FULL: all). */
+Test(engine, q2_k_perplexity_matches_llama_perplexity_digit_for_digit,
+     .timeout = EC_TIMEOUT(100))
+{
+    const char *model = "stories-student-256";
+    char *jp = ec_test_shared("golden/perplexity/stories-student-256.json");
+    if (!jp)
+        return;
+    char *tp = ec_test_shared("golden/perplexity/stories-student-256.heldout_tokens.i32");
+    char *src = ec_test_shared("models/stories-student-256");
+    char *txt = NULL;
+    size_t len = 0;
+    struct ec_diag d;
+    ec_diag_clear(&d);
+    cr_assert_eq(ec_read_file(jp, 64 << 20, &txt, &len, &d), EC_OK, "%s", d.msg);
+    cJSON *j = cJSON_ParseWithLength(txt, len);
+    cr_assert_not_null(j);
+    const cJSON *g = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(j, "ppl"), "Q2_K");
+    const cJSON *running = cJSON_GetObjectItemCaseSensitive(g, "running_ppl_per_chunk");
+    const int64_t golden_chunks = cJSON_GetArraySize(running);
+    cr_assert_gt(golden_chunks, 0);
+    cr_assert_leq(golden_chunks, 512);
+#if EC_TIMEOUT_SCALE > 1
+    int64_t n_chunks = 4;
+#elif defined(__SANITIZE_ADDRESS__)
+    int64_t n_chunks = 40;
+#else
+    int64_t n_chunks = golden_chunks;
+#endif
+    if (getenv("EDGEC_TEST_FULL") || n_chunks > golden_chunks)
+        n_chunks = golden_chunks;
+
+    char *dir = ec_test_tmpdir();
+    char out[1024];
+    snprintf(out, sizeof out, "%s/q2k.gguf", dir);
+    struct ec_quantize_opts qo;
+    memset(&qo, 0, sizeof qo);
+    qo.input = src;
+    qo.output = out;
+    cr_assert(ec_ftype_from_name("Q2_K", &qo.ftype));
+    qo.output_tensor_type = EC_DTYPE_UNSET;
+    qo.token_embedding_type = EC_DTYPE_UNSET;
+    qo.no_recipe = true;
+    struct ec_quantize_result qr;
+    memset(&qr, 0, sizeof qr);
+    cr_assert_eq(ec_quantize_run(&qo, &qr, &d), EC_OK, "%s", d.msg);
+    ec_quantize_result_release(&qr);
+    { /* the very file llama-perplexity ran */
+        struct ec_mapped_file gf;
+        cr_assert_eq(ec_mapped_file_open(&gf, out, &d), EC_OK, "%s", d.msg);
+        char hex[65];
+        ec_sha256_hex(gf.data, (size_t)gf.size_bytes, hex);
+        cr_expect_str_eq(hex, cJSON_GetObjectItemCaseSensitive(g, "gguf_sha256")->valuestring);
+        ec_mapped_file_close(&gf);
+    }
+
+    struct ec_mapped_file mf;
+    cr_assert_eq(ec_mapped_file_open(&mf, tp, &d), EC_OK, "%s", d.msg);
+    struct ec_model m;
+    cr_assert_eq(ec_model_open(&m, out, &d), EC_OK, "%s", d.msg);
+    /* one thread: the suite runs two tests at once, and two threads each
+     * spun in OpenMP barriers (30 s instead of 3 s) */
+    struct ec_engine *e = new_engine(&m, 128, 1, true, false);
+    struct ppl_log lg = {.n = 0};
+    struct ec_ppl_opts po = {.n_ctx = 128, .n_batch = 128, .max_chunks = n_chunks, .bos_id = 1,
+                             .on_chunk = log_chunk, .user = &lg};
+    struct ec_ppl_result r;
+    cr_assert_eq(ec_perplexity_run(e, (const int32_t *)(const void *)mf.data,
+                                   (int64_t)(mf.size_bytes / 4), &po, &r, &d),
+                 EC_OK, "%s", d.msg);
+    cr_assert_eq(lg.n, n_chunks);
+    int64_t n_same = 0, first_diff = -1;
+    for (int64_t c = 0; c < n_chunks; c++) {
+        char ours[32], theirs[32];
+        snprintf(ours, sizeof ours, "%.4f", lg.running[c]);
+        snprintf(theirs, sizeof theirs, "%.4f", cJSON_GetArrayItem(running, (int)c)->valuedouble);
+        if (strcmp(ours, theirs) == 0)
+            n_same++;
+        else if (first_diff < 0)
+            first_diff = c;
+    }
+    const double want = cJSON_GetArrayItem(running, (int)(n_chunks - 1))->valuedouble;
+    fprintf(stderr,
+            "[engine] %s Q2_K perplexity: %lld/%lld running values as llama-perplexity printed "
+            "them; after %lld chunks %.6f (printed %.4f) +/- %.5f, %.0f tokens/s\n",
+            model, (long long)n_same, (long long)n_chunks, (long long)n_chunks, r.ppl, want,
+            r.ppl_err, (double)r.n_evaluated / r.seconds);
+    cr_expect_eq(n_same, n_chunks, "Q2_K: chunk %lld: %.6f, llama-perplexity printed %.4f",
+                 (long long)first_diff + 1, first_diff >= 0 ? lg.running[first_diff] : 0.0,
+                 first_diff >= 0 ? cJSON_GetArrayItem(running, (int)first_diff)->valuedouble
+                                 : 0.0);
+    if (n_chunks == golden_chunks) { /* "PPL = 7.7552 +/- 0.11773" */
+        char ours[64], theirs[64];
+        snprintf(ours, sizeof ours, "%.4f +/- %.5f", r.ppl, r.ppl_err);
+        snprintf(theirs, sizeof theirs, "%.4f +/- %.5f",
+                 cJSON_GetObjectItemCaseSensitive(g, "ppl")->valuedouble,
+                 cJSON_GetObjectItemCaseSensitive(g, "ppl_pm")->valuedouble);
+        cr_expect_str_eq(ours, theirs);
+    }
+    ec_engine_free(e);
+    ec_model_close(&m);
+    ec_mapped_file_close(&mf);
+    remove(out);
+    rmdir(dir);
+    free(dir);
+    cJSON_Delete(j);
+    free(txt);
+    free(src);
+    free(tp);
+    free(jp);
 }
 
 /* ---- activation rounding to the vec_dot type ---- */
