@@ -40,8 +40,14 @@ if command -v clang >/dev/null && [ "${EDGEC_FUZZ_SECONDS:-60}" -gt 0 ]; then
         CC=clang meson setup build-fuzz -Dfuzz=true -Dopenmp=disabled -Db_sanitize=address,undefined \
             -Db_lundef=false -Dbuildtype=debugoptimized >/dev/null || fail=1
     fi
+    fz_log=$(mktemp)
     # shellcheck disable=SC2046
-    ninja -C build-fuzz $(for t in $fz_targets; do echo "tests/fuzz/fuzz_$t"; done) >/dev/null || fail=1
+    if ! ninja -C build-fuzz $(for t in $fz_targets; do echo "tests/fuzz/fuzz_$t"; done) >"$fz_log" 2>&1; then
+        echo "fuzz: building the targets with clang FAILED:"
+        grep -E 'error|FAILED' "$fz_log" | head -20 | sed 's/^/  /'
+        fail=1
+    fi
+    rm -f "$fz_log"
     fz_dir=$(mktemp -d)
     fuzz_one() { # target: output to $fz_dir/target, exit status to $fz_dir/target.rc
         EDGEC_FUZZ_NOBUILD=1 bash scripts/fuzz.sh "$1" "${EDGEC_FUZZ_SECONDS:-60}" >"$fz_dir/$1" 2>&1
@@ -65,7 +71,10 @@ if command -v clang >/dev/null && [ "${EDGEC_FUZZ_SECONDS:-60}" -gt 0 ]; then
             echo "fuzz $t: FAILED (exit $rc); its output:"
             sed 's/^/  /' "$fz_dir/$t"
             fail=1
-            [ -z "$line" ] && continue
+            # not counted as a target that ran; its crash artifacts are
+            [ -n "$line" ] && crashes=$((crashes + $(echo "$line" |
+                sed -n 's/.*, \([0-9]*\) crash\/timeout\/leak artifacts/\1/p')))
+            continue
         else
             grep -E "^fuzz $t: note:" "$fz_dir/$t"
             echo "$line"

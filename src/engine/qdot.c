@@ -1307,11 +1307,11 @@ QD_512_IN void qd_tile_k(const struct qd_pair *const *P, const int NP, const int
                     const __m256i mn =
                         _mm256_loadu_si256((const __m256i *)(const void *)(P[i]->mn + 32 * b));
                     __m256i ms = _mm256_madd_epi16(mn, sb);
-                    if (mins == QD_MINS_SCALAR) /* the row's whole integer sum in its 4 lanes */
-                        for (int k = 1; k < 4; k *= 2)
-                            ms = _mm256_add_epi32(
-                                ms, _mm256_shuffle_epi32(ms, k == 1 ? _MM_SHUFFLE(2, 3, 0, 1)
-                                                                    : _MM_SHUFFLE(1, 0, 3, 2)));
+                    if (mins == QD_MINS_SCALAR) { /* the row's whole integer sum in its 4 lanes */
+                        /* (immediates written out: clang wants constants here) */
+                        ms = _mm256_add_epi32(ms, _mm256_shuffle_epi32(ms, _MM_SHUFFLE(2, 3, 0, 1)));
+                        ms = _mm256_add_epi32(ms, _mm256_shuffle_epi32(ms, _MM_SHUFFLE(1, 0, 3, 2)));
+                    }
                     const __m256 dm =
                         _mm256_mul_ps(_mm256_set1_ps(-dqu), _mm256_loadu_ps(P[i]->dmin + 16 * b));
                     accm[i][u] = _mm256_fmadd_ps(dm, _mm256_cvtepi32_ps(ms), accm[i][u]);
@@ -1426,6 +1426,7 @@ enum ec_status ec_matmul_qdot(const struct ec_linear_view *w, const float *x, in
     nt = n_threads > 0 ? n_threads : omp_get_max_threads();
 #else
     (void)n_threads;
+    (void)nt;
 #endif
     /* the activations' sub-block sums for the mins: Q4_K, Q5_K 32-element
      * ones (int32 at level 1, int16 at level 2), Q2_K 16-element ones (int16) */
