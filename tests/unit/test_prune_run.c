@@ -21,6 +21,7 @@
 #include "edgec/prune.h"
 #include "edgec/prune_run.h"
 #include "edgec/tokenizer.h"
+#include "edgec/validate.h"
 #include "pruners/calib.h"
 
 static char *calib_file(const char *dir)
@@ -79,6 +80,48 @@ static double heldout_ppl(const char *model, int64_t max_chunks)
     ec_model_close(&m);
     free(held);
     return r.ppl;
+}
+
+/* PPL(cand) / PPL(ref) on the held-out text (ctx 128, all chunks) with its
+ * paired standard error (edgec validate's ppl_ratio_err) */
+static void paired_ratio(const char *ref, const char *cand, double *ratio, double *err)
+{
+    char *held = ec_test_shared("data/tinystories_heldout.txt");
+    struct ec_diag d;
+    ec_diag_clear(&d);
+    struct ec_model mr, mc;
+    cr_assert_eq(ec_model_open(&mr, ref, &d), EC_OK, "%s", d.msg);
+    cr_assert_eq(ec_model_open(&mc, cand, &d), EC_OK, "%s", d.msg);
+    char *text = NULL;
+    size_t len = 0;
+    cr_assert_eq(ec_read_file(held, 1u << 26, &text, &len, &d), EC_OK);
+    if (len && text[len - 1] == '\n')
+        len--;
+    struct ec_tokenizer *tk;
+    cr_assert_eq(ec_tokenizer_new(&tk, &mr.vocab, &d), EC_OK);
+    int32_t *ids;
+    size_t n_ids;
+    cr_assert_eq(ec_tokenizer_encode(tk, text, len, true, false, &ids, &n_ids, &d), EC_OK);
+    struct ec_engine_opts eo;
+    ec_engine_opts_init(&eo);
+    eo.n_ctx = 128;
+    struct ec_engine *er, *ec;
+    cr_assert_eq(ec_engine_new(&er, &mr, &eo, &d), EC_OK, "%s", d.msg);
+    cr_assert_eq(ec_engine_new(&ec, &mc, &eo, &d), EC_OK, "%s", d.msg);
+    struct ec_validate_opts vo = {.n_ctx = 128, .bos_id = mr.vocab.bos_id};
+    struct ec_validate_stats st;
+    cr_assert_eq(ec_validate_run(er, ec, ids, (int64_t)n_ids, &vo, &st, &d), EC_OK, "%s", d.msg);
+    *ratio = st.ppl_ratio;
+    *err = st.ppl_ratio_err;
+    ec_validate_stats_release(&st);
+    ec_engine_free(ec);
+    ec_engine_free(er);
+    free(ids);
+    ec_tokenizer_free(tk);
+    free(text);
+    ec_model_close(&mc);
+    ec_model_close(&mr);
+    free(held);
 }
 
 static void run_prune(struct ec_prune_opts *o, struct ec_prune_result *r)
@@ -515,13 +558,18 @@ Test(prune_run, full_figures, .timeout = EC_TIMEOUT(3600))
                                             EC_PRUNE_MAGNITUDE};
     char *dir = ec_test_tmpdir();
     char *cal = calib_file(dir);
+    fprintf(stderr, "| model | spec | dense | SparseGPT | Wanda | magnitude | "
+                    "PPL Wanda / magnitude | PPL SparseGPT / Wanda |\n|---|---|---|---|---|---|---|---|\n");
     for (int mi = 0; mi < 2; mi++) {
         char *model = ec_test_shared(models[mi]);
         double dense = heldout_ppl(model, 0);
         for (int si = 0; si < 2; si++) {
             double ppl[3];
+            char *outs[3];
             for (int k = 0; k < 3; k++) {
-                char *out = path2(dir, "f.gguf");
+                static const char *const names[] = {"f-sparsegpt.gguf", "f-wanda.gguf",
+                                                    "f-magnitude.gguf"};
+                char *out = outs[k] = path2(dir, names[k]);
                 struct ec_prune_opts o;
                 ec_prune_opts_init(&o);
                 o.input = model;
@@ -537,11 +585,21 @@ Test(prune_run, full_figures, .timeout = EC_TIMEOUT(3600))
                 if (o.sp.prune_m)
                     cr_expect(nm_holds_in_file(out, 2, 4));
                 ppl[k] = heldout_ppl(out, 0);
-                remove(out);
-                free(out);
             }
-            fprintf(stderr, "| %s | %s | %.3f | %.3f | %.3f | %.3f |\n", models[mi] + 7,
-                    specs[si], dense, ppl[0], ppl[1], ppl[2]);
+            /* the differences with their paired errors: the three models'
+             * per-token losses are strongly correlated, so this tells a real
+             * gap from chance where the PPLs' own +/- (1.5 %) cannot */
+            double r_wm, e_wm, r_sw, e_sw;
+            paired_ratio(outs[2], outs[1], &r_wm, &e_wm);
+            paired_ratio(outs[1], outs[0], &r_sw, &e_sw);
+            for (int k = 0; k < 3; k++) {
+                remove(outs[k]);
+                free(outs[k]);
+            }
+            fprintf(stderr,
+                    "| %s | %s | %.3f | %.3f | %.3f | %.3f | %.5f ± %.5f | %.5f ± %.5f |\n",
+                    models[mi] + 7, specs[si], dense, ppl[0], ppl[1], ppl[2], r_wm, e_wm, r_sw,
+                    e_sw);
             /* SparseGPT must win everywhere. Wanda < magnitude holds on
              * stories260K but NOT on stories-student-256 (measured 50 %:
              * wanda 7.889 vs magnitude 7.842, paired ratio 1.00598 +/- 0.00139,
@@ -551,8 +609,14 @@ Test(prune_run, full_figures, .timeout = EC_TIMEOUT(3600))
              * 1.2-1.3, so Wanda's weighting is close to none (README). */
             cr_expect(ppl[0] < ppl[1] && ppl[0] < ppl[2], "%s %s: sparsegpt not best",
                       models[mi], specs[si]);
-            if (mi == 0)
+            /* and by more than two paired standard errors */
+            cr_expect(r_sw + 2 * e_sw < 1, "%s %s: sparsegpt / wanda %.5f +/- %.5f", models[mi],
+                      specs[si], r_sw, e_sw);
+            if (mi == 0) {
                 cr_expect(ppl[1] < ppl[2], "%s %s: wanda vs magnitude", models[mi], specs[si]);
+                cr_expect(r_wm + 2 * e_wm < 1, "%s %s: wanda / magnitude %.5f +/- %.5f",
+                          models[mi], specs[si], r_wm, e_wm);
+            }
         }
         free(model);
     }
