@@ -144,6 +144,23 @@ static struct mean_unc mean_and_unc(double s, double s2, int64_t n)
     return r;
 }
 
+/* Two means over the same n positions, paired through sum(x y) as
+ * llama.cpp does: the covariance of the means, the standard error of
+ * mean(x) - mean(y) and the correlation of x and y. */
+struct paired {
+    double cov, diff_unc, cor;
+};
+
+static struct paired pair_means(double sxy, struct mean_unc x, struct mean_unc y, int64_t n)
+{
+    struct paired p;
+    p.cov = n > 1 ? (sxy / (double)n - x.mean * y.mean) / (double)(n - 1) : 0.0;
+    const double var = x.unc * x.unc + y.unc * y.unc - 2.0 * p.cov;
+    p.diff_unc = var > 0 ? sqrt(var) : 0.0;
+    p.cor = x.unc > 0 && y.unc > 0 ? p.cov / (x.unc * y.unc) : 1.0;
+    return p;
+}
+
 static const double route_taus[] = {0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99};
 
 static enum ec_status eval_chunk(struct ec_engine *e, const int32_t *chunk, int64_t n_ctx,
@@ -264,24 +281,21 @@ enum ec_status ec_validate_run(struct ec_engine *ref, struct ec_engine *cand,
     s->ppl_cand = exp(b.mean);
     s->ppl_cand_err = s->ppl_cand * b.unc;
     s->ppl_ratio = s->ppl_cand / s->ppl_ref;
-    {
-        /* the same estimator llama.cpp prints for Mean ln(PPL(Q)/PPL(base)) */
-        double cov_rc = N > 1 ? (prc / (double)N - a.mean * b.mean) / (double)(N - 1) : 0.0;
-        double v = a.unc * a.unc + b.unc * b.unc - 2.0 * cov_rc;
-        s->ppl_ratio_err = s->ppl_ratio * (v > 0 ? sqrt(v) : 0.0);
-        s->ppl_cor = a.unc > 0 && b.unc > 0 ? cov_rc / (a.unc * b.unc) : 1.0;
-    }
+    /* paired, as llama.cpp's Mean ln(PPL(Q)/PPL(base)) below */
+    const struct paired rc = pair_means(prc, b, a, N);
+    s->ppl_ratio_err = s->ppl_ratio * rc.diff_unc;
+    s->ppl_cor = rc.cor;
 
     struct mean_unc lq = mean_and_unc(sn, sn2, N), lb = mean_and_unc(snb, snb2, N);
     s->lc_ppl_q = exp(lq.mean);
     s->lc_ppl_q_err = s->lc_ppl_q * lq.unc;
     s->lc_ppl_base = exp(lb.mean);
     s->lc_ppl_base_err = s->lc_ppl_base * lb.unc;
-    double cov = N > 1 ? (snnb / (double)N - lq.mean * lb.mean) / (double)(N - 1) : 0.0;
-    s->lc_cor = lq.unc > 0 && lb.unc > 0 ? cov / (lq.unc * lb.unc) : 1.0;
+    const struct paired qb = pair_means(snnb, lq, lb, N);
+    const double cov = qb.cov;
+    s->lc_cor = qb.cor;
     s->lc_ln_ratio = lq.mean - lb.mean;
-    double lr_var = lq.unc * lq.unc + lb.unc * lb.unc - 2.0 * cov;
-    s->lc_ln_ratio_err = lr_var > 0 ? sqrt(lr_var) : 0.0;
+    s->lc_ln_ratio_err = qb.diff_unc;
     s->lc_ratio = exp(s->lc_ln_ratio);
     s->lc_ratio_err = s->lc_ratio * s->lc_ln_ratio_err;
     s->lc_diff = s->lc_ppl_q - s->lc_ppl_base;
