@@ -172,6 +172,26 @@ static void check_golden_logits(const char *model)
 /* edgec quantize writes the same bytes as llama-quantize (test_quantize), so
  * the engine runs the very file llama.cpp ran; it quantizes activations to
  * Q8_0 / Q8_K as llama.cpp does and takes its integer block dot products. */
+/* src quantized to the llama.cpp mix ftype (no edgec recipe, llama-quantize's
+ * defaults), written to out: the file the golden runs used */
+static void quantize_as_llama(const char *src, const char *out, const char *ftype)
+{
+    struct ec_quantize_opts qo;
+    memset(&qo, 0, sizeof qo);
+    qo.input = src;
+    qo.output = out;
+    cr_assert(ec_ftype_from_name(ftype, &qo.ftype));
+    qo.output_tensor_type = EC_DTYPE_UNSET;
+    qo.token_embedding_type = EC_DTYPE_UNSET;
+    qo.no_recipe = true;
+    struct ec_quantize_result qr;
+    memset(&qr, 0, sizeof qr);
+    struct ec_diag d;
+    ec_diag_clear(&d);
+    cr_assert_eq(ec_quantize_run(&qo, &qr, &d), EC_OK, "%s: %s", out, d.msg);
+    ec_quantize_result_release(&qr);
+}
+
 static void check_golden_q4_k_m(const char *model)
 {
     struct golden g;
@@ -183,20 +203,9 @@ static void check_golden_q4_k_m(const char *model)
     char *dir = ec_test_tmpdir();
     char out[1024];
     snprintf(out, sizeof out, "%s/q4km.gguf", dir);
-    struct ec_quantize_opts qo;
-    memset(&qo, 0, sizeof qo);
-    qo.input = src;
-    qo.output = out;
-    cr_assert(ec_ftype_from_name("Q4_K_M", &qo.ftype));
-    qo.output_tensor_type = EC_DTYPE_UNSET;
-    qo.token_embedding_type = EC_DTYPE_UNSET;
-    qo.no_recipe = true;
-    struct ec_quantize_result qr;
-    memset(&qr, 0, sizeof qr);
+    quantize_as_llama(src, out, "Q4_K_M");
     struct ec_diag d;
     ec_diag_clear(&d);
-    cr_assert_eq(ec_quantize_run(&qo, &qr, &d), EC_OK, "%s", d.msg);
-    ec_quantize_result_release(&qr);
     struct ec_model m;
     cr_assert_eq(ec_model_open(&m, out, &d), EC_OK, "%s", d.msg);
     struct ec_engine *e = new_engine(&m, 128, 0, true, false);
@@ -914,18 +923,7 @@ Test(engine, q2_k_perplexity_matches_llama_perplexity_digit_for_digit,
     char *dir = ec_test_tmpdir();
     char out[1024];
     snprintf(out, sizeof out, "%s/q2k.gguf", dir);
-    struct ec_quantize_opts qo;
-    memset(&qo, 0, sizeof qo);
-    qo.input = src;
-    qo.output = out;
-    cr_assert(ec_ftype_from_name("Q2_K", &qo.ftype));
-    qo.output_tensor_type = EC_DTYPE_UNSET;
-    qo.token_embedding_type = EC_DTYPE_UNSET;
-    qo.no_recipe = true;
-    struct ec_quantize_result qr;
-    memset(&qr, 0, sizeof qr);
-    cr_assert_eq(ec_quantize_run(&qo, &qr, &d), EC_OK, "%s", d.msg);
-    ec_quantize_result_release(&qr);
+    quantize_as_llama(src, out, "Q2_K");
     { /* the very file llama-perplexity ran */
         struct ec_mapped_file gf;
         cr_assert_eq(ec_mapped_file_open(&gf, out, &d), EC_OK, "%s", d.msg);

@@ -47,38 +47,56 @@ static char *calib_file(const char *dir)
     return out;
 }
 
-/* perplexity of a model file on the held-out text, ctx 128, first max_chunks */
-static double heldout_ppl(const char *model, int64_t max_chunks)
+/* the held-out text (minus its trailing newline) tokenized with BOS by m's
+ * tokenizer; the caller frees *ids */
+static void heldout_ids(const struct ec_model *m, int32_t **ids, size_t *n_ids)
 {
     char *held = ec_test_shared("data/tinystories_heldout.txt");
     struct ec_diag d;
     ec_diag_clear(&d);
-    struct ec_model m;
-    cr_assert_eq(ec_model_open(&m, model, &d), EC_OK, "%s", d.msg);
     char *text = NULL;
     size_t len = 0;
     cr_assert_eq(ec_read_file(held, 1u << 26, &text, &len, &d), EC_OK);
     if (len && text[len - 1] == '\n')
         len--;
     struct ec_tokenizer *tk;
-    cr_assert_eq(ec_tokenizer_new(&tk, &m.vocab, &d), EC_OK);
-    int32_t *ids;
-    size_t n_ids;
-    cr_assert_eq(ec_tokenizer_encode(tk, text, len, true, false, &ids, &n_ids, &d), EC_OK);
+    cr_assert_eq(ec_tokenizer_new(&tk, &m->vocab, &d), EC_OK);
+    cr_assert_eq(ec_tokenizer_encode(tk, text, len, true, false, ids, n_ids, &d), EC_OK);
+    ec_tokenizer_free(tk);
+    free(text);
+    free(held);
+}
+
+/* an engine for m with a 128-token context */
+static struct ec_engine *engine_ctx128(const struct ec_model *m)
+{
+    struct ec_diag d;
+    ec_diag_clear(&d);
     struct ec_engine_opts eo;
     ec_engine_opts_init(&eo);
     eo.n_ctx = 128;
     struct ec_engine *e;
-    cr_assert_eq(ec_engine_new(&e, &m, &eo, &d), EC_OK, "%s", d.msg);
+    cr_assert_eq(ec_engine_new(&e, m, &eo, &d), EC_OK, "%s", d.msg);
+    return e;
+}
+
+/* perplexity of a model file on the held-out text, ctx 128, first max_chunks */
+static double heldout_ppl(const char *model, int64_t max_chunks)
+{
+    struct ec_diag d;
+    ec_diag_clear(&d);
+    struct ec_model m;
+    cr_assert_eq(ec_model_open(&m, model, &d), EC_OK, "%s", d.msg);
+    int32_t *ids;
+    size_t n_ids;
+    heldout_ids(&m, &ids, &n_ids);
+    struct ec_engine *e = engine_ctx128(&m);
     struct ec_ppl_opts po = {.n_ctx = 128, .max_chunks = max_chunks, .bos_id = m.vocab.bos_id};
     struct ec_ppl_result r;
     cr_assert_eq(ec_perplexity_run(e, ids, (int64_t)n_ids, &po, &r, &d), EC_OK, "%s", d.msg);
     ec_engine_free(e);
     free(ids);
-    ec_tokenizer_free(tk);
-    free(text);
     ec_model_close(&m);
-    free(held);
     return r.ppl;
 }
 
@@ -86,28 +104,15 @@ static double heldout_ppl(const char *model, int64_t max_chunks)
  * paired standard error (edgec validate's ppl_ratio_err) */
 static void paired_ratio(const char *ref, const char *cand, double *ratio, double *err)
 {
-    char *held = ec_test_shared("data/tinystories_heldout.txt");
     struct ec_diag d;
     ec_diag_clear(&d);
     struct ec_model mr, mc;
     cr_assert_eq(ec_model_open(&mr, ref, &d), EC_OK, "%s", d.msg);
     cr_assert_eq(ec_model_open(&mc, cand, &d), EC_OK, "%s", d.msg);
-    char *text = NULL;
-    size_t len = 0;
-    cr_assert_eq(ec_read_file(held, 1u << 26, &text, &len, &d), EC_OK);
-    if (len && text[len - 1] == '\n')
-        len--;
-    struct ec_tokenizer *tk;
-    cr_assert_eq(ec_tokenizer_new(&tk, &mr.vocab, &d), EC_OK);
     int32_t *ids;
     size_t n_ids;
-    cr_assert_eq(ec_tokenizer_encode(tk, text, len, true, false, &ids, &n_ids, &d), EC_OK);
-    struct ec_engine_opts eo;
-    ec_engine_opts_init(&eo);
-    eo.n_ctx = 128;
-    struct ec_engine *er, *ec;
-    cr_assert_eq(ec_engine_new(&er, &mr, &eo, &d), EC_OK, "%s", d.msg);
-    cr_assert_eq(ec_engine_new(&ec, &mc, &eo, &d), EC_OK, "%s", d.msg);
+    heldout_ids(&mr, &ids, &n_ids);
+    struct ec_engine *er = engine_ctx128(&mr), *ec = engine_ctx128(&mc);
     struct ec_validate_opts vo = {.n_ctx = 128, .bos_id = mr.vocab.bos_id};
     struct ec_validate_stats st;
     cr_assert_eq(ec_validate_run(er, ec, ids, (int64_t)n_ids, &vo, &st, &d), EC_OK, "%s", d.msg);
@@ -117,11 +122,8 @@ static void paired_ratio(const char *ref, const char *cand, double *ratio, doubl
     ec_engine_free(ec);
     ec_engine_free(er);
     free(ids);
-    ec_tokenizer_free(tk);
-    free(text);
     ec_model_close(&mc);
     ec_model_close(&mr);
-    free(held);
 }
 
 static void run_prune(struct ec_prune_opts *o, struct ec_prune_result *r)
