@@ -821,5 +821,8 @@ enum ec_status ec_hparams_from_gguf(struct ec_hparams *hp, const struct ec_gguf 
     hp->tied_embeddings = ec_gguf_find_tensor(g, "output.weight") == NULL;
     hp->attn_qkv_bias = ec_gguf_find_tensor(g, "blk.0.attn_q.bias") != NULL;
     hp->attn_out_bias = ec_gguf_find_tensor(g, "blk.0.attn_output.bias") != NULL;
+    hp->mlp_bias = ec_gguf_find_tensor(g, "blk.0.ffn_gate.bias") != NULL ||
+                   ec_gguf_find_tensor(g, "blk.0.ffn_up.bias") != NULL ||
+                   ec_gguf_find_tensor(g, "blk.0.ffn_down.bias") != NULL;
     return EC_OK;
 }

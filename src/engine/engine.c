@@ -402,7 +402,10 @@ enum ec_status ec_engine_new(struct ec_engine **out, const struct ec_model *m,
             (st = load_vec(m, NM("attn_q.bias"), n_q, hp->attn_qkv_bias, &L->q.bias, d)) ||
             (st = load_vec(m, NM("attn_k.bias"), n_kv, hp->attn_qkv_bias, &L->k.bias, d)) ||
             (st = load_vec(m, NM("attn_v.bias"), n_kv, hp->attn_qkv_bias, &L->v.bias, d)) ||
-            (st = load_vec(m, NM("attn_output.bias"), n_embd, hp->attn_out_bias, &L->o.bias, d)))
+            (st = load_vec(m, NM("attn_output.bias"), n_embd, hp->attn_out_bias, &L->o.bias, d)) ||
+            (st = load_vec(m, NM("ffn_gate.bias"), n_ff, hp->mlp_bias, &L->gate.bias, d)) ||
+            (st = load_vec(m, NM("ffn_up.bias"), n_ff, hp->mlp_bias, &L->up.bias, d)) ||
+            (st = load_vec(m, NM("ffn_down.bias"), n_embd, hp->mlp_bias, &L->down.bias, d)))
             goto out_free;
 #undef NM
         /* 64-byte aligned, as the scratch buffers (whole cache lines per load) */
