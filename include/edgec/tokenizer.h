@@ -17,7 +17,8 @@
  * Special tokens: USER_DEFINED pieces are always matched in the text (longest
  * first), CONTROL/UNKNOWN ones only with parse_special, as in llama.cpp's
  * tokenizer_st_partition. add_special adds BOS/EOS per vocab add_bos/add_eos
- * (defaults when not given: SPM add BOS, BPE not).
+ * (defaults when not given, as llama.cpp's: SPM and "llama-bpe" add BOS,
+ * other BPE not; ec_vocab_adds_bos).
  *
  * The tokenizer borrows the vocabulary: it must outlive the tokenizer.
  */
@@ -32,6 +33,11 @@
 #include "edgec/status.h"
 
 struct ec_tokenizer;
+
+/* Whether text gets a BOS in front: the vocabulary's add_bos when given,
+ * else llama.cpp's default for its type and pre-tokenizer. llama-perplexity
+ * and llama-imatrix put BOS at a chunk's start only when this holds. */
+bool ec_vocab_adds_bos(const struct ec_vocab *v);
 
 enum ec_status ec_tokenizer_new(struct ec_tokenizer **out, const struct ec_vocab *v, struct ec_diag *d);
 void ec_tokenizer_free(struct ec_tokenizer *t);

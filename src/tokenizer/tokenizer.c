@@ -118,7 +118,7 @@ enum ec_status ec_tokenizer_new(struct ec_tokenizer **out, const struct ec_vocab
         return ec_fail(d, EC_ERR_NOMEM, "tokenizer: out of memory");
     t->v = v;
     t->spm = v->type == EC_VOCAB_SPM;
-    t->add_bos = v->has_add_bos ? v->add_bos : t->spm;
+    t->add_bos = ec_vocab_adds_bos(v);
     t->add_eos = v->has_add_eos ? v->add_eos : false;
     if (!strmap_init(&t->tok, v->n_tokens))
         goto out_nomem;
@@ -242,6 +242,16 @@ static void sbuf_add(struct sbuf *s, const char *p, size_t n)
     memcpy(s->a + s->n, p, n);
     s->n += n;
     s->a[s->n] = '\0';
+}
+
+bool ec_vocab_adds_bos(const struct ec_vocab *v)
+{
+    if (v->has_add_bos)
+        return v->add_bos;
+    /* llama.cpp: SPM yes; BPE only for Llama 3's pre-tokenizer (its default
+     * BOS id is meaningless without a bos_token_id, so that needs one) */
+    return v->type == EC_VOCAB_SPM ||
+           (v->type == EC_VOCAB_BPE && v->pre && strcmp(v->pre, "llama-bpe") == 0 && v->bos_id >= 0);
 }
 
 /* ---- the bigram merge loop shared by SPM and BPE ---- */

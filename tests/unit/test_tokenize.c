@@ -226,6 +226,39 @@ static void enc(const struct ec_tokenizer *t, const char *s, const int32_t *want
     free(ids);
 }
 
+/* BOS as llama.cpp adds it (and llama-perplexity puts it at a chunk's
+ * start): the add_bos_token key when given, else SPM and Llama 3 BPE yes,
+ * other BPE (Qwen2, GPT-2) no */
+Test(tokenize, adds_bos_follows_llama_cpp_defaults)
+{
+    struct ec_vocab v;
+    struct ec_diag d = {0};
+    cr_assert_eq(ec_vocab_from_tokenizer_json(&v, bpe_json, strlen(bpe_json), "bpe.json", &d), EC_OK, "%s", d.msg);
+    cr_assert(!v.has_add_bos);
+    cr_assert(!ec_vocab_adds_bos(&v), "llama-bpe without a BOS id cannot add one");
+    v.bos_id = 20;
+    cr_assert(ec_vocab_adds_bos(&v), "llama-bpe adds BOS by default");
+    struct ec_tokenizer *t;
+    cr_assert_eq(ec_tokenizer_new(&t, &v, &d), EC_OK, "%s", d.msg);
+    int32_t *ids;
+    size_t n;
+    cr_assert_eq(ec_tokenizer_encode(t, "ab", 2, true, false, &ids, &n, &d), EC_OK, "%s", d.msg);
+    cr_assert(n == 2 && ids[0] == 20 && ids[1] == 4, "BOS then 'ab': %zu tokens, first %d", n, n ? ids[0] : -1);
+    free(ids);
+    ec_tokenizer_free(t);
+    char *pre = v.pre;
+    v.pre = "qwen2";
+    cr_assert(!ec_vocab_adds_bos(&v), "qwen2 BPE adds no BOS by default");
+    v.has_add_bos = true;
+    v.add_bos = true;
+    cr_assert(ec_vocab_adds_bos(&v), "an explicit add_bos_token wins");
+    v.pre = "llama-bpe";
+    v.add_bos = false;
+    cr_assert(!ec_vocab_adds_bos(&v), "an explicit add_bos_token wins");
+    v.pre = pre;
+    ec_vocab_release(&v);
+}
+
 Test(tokenize, byte_level_bpe_merges_and_pretokenizer)
 {
     struct ec_vocab v;
