@@ -325,6 +325,46 @@ void ec_gguf_writer_remove_kv(struct ec_gguf_writer *w, const char *key)
     w->n_kv--;
 }
 
+enum ec_status ec_gguf_writer_rename_prefix(struct ec_gguf_writer *w, const char *from, const char *to,
+                                            struct ec_diag *d)
+{
+    if (w->header_done)
+        return ec_fail(d, EC_ERR_INTERNAL, "%s: keys renamed after the header was written", gw_path(w));
+    const size_t nf = strlen(from), nt = strlen(to);
+    char **names = calloc(w->n_kv ? w->n_kv : 1, sizeof *names);
+    if (!names)
+        return ec_fail(d, EC_ERR_NOMEM, "%s: out of memory", gw_path(w));
+    enum ec_status s = EC_OK;
+    for (size_t i = 0; i < w->n_kv && s == EC_OK; i++) {
+        if (strncmp(w->kv[i].key, from, nf) != 0)
+            continue;
+        size_t rest = strlen(w->kv[i].key) - nf;
+        names[i] = malloc(nt + rest + 1);
+        if (!names[i]) {
+            s = ec_fail(d, EC_ERR_NOMEM, "%s: out of memory", gw_path(w));
+            break;
+        }
+        memcpy(names[i], to, nt);
+        memcpy(names[i] + nt, w->kv[i].key + nf, rest + 1);
+        const struct gw_kv *clash = gw_find(w, names[i]);
+        if (clash && strncmp(clash->key, from, nf) != 0)
+            s = ec_fail(d, EC_ERR_ARG, "%s: cannot rename key '%s': '%s' exists", gw_path(w), w->kv[i].key,
+                        names[i]);
+    }
+    for (size_t i = 0; i < w->n_kv; i++) {
+        if (!names[i])
+            continue;
+        if (s == EC_OK) {
+            free(w->kv[i].key);
+            w->kv[i].key = names[i];
+        } else {
+            free(names[i]);
+        }
+    }
+    free(names);
+    return s;
+}
+
 enum ec_status ec_gguf_writer_add_tensor(struct ec_gguf_writer *w, const char *name,
                                          enum ec_dtype type, uint32_t n_dims, const uint64_t *ne,
                                          struct ec_diag *d)

@@ -144,6 +144,19 @@ static void unpermute_rows(const float *src, float *dst, uint64_t n_rows, uint64
     }
 }
 
+/* HF rotate_half rows -> GGUF (interleaved) rows, as llama.cpp's converter
+ * permutes Llama's q/k: interleaved row 2i + j of a head is its row j R/2 + i */
+static void permute_rows(const float *src, float *dst, uint64_t n_rows, uint64_t row_elems,
+                         uint32_t heads)
+{
+    uint64_t R = n_rows / heads, half = R / 2;
+    for (uint64_t r = 0; r < n_rows; r++) {
+        uint64_t h = r / R, k = r % R, i = k / 2, j = k % 2;
+        uint64_t sr = h * R + j * half + i;
+        memcpy(dst + r * row_elems, src + sr * row_elems, row_elems * sizeof(float));
+    }
+}
+
 enum ec_status ec_pout_write_f32(struct ec_pout *p, float *f32, struct ec_diag *d)
 {
     if (p->next >= p->n)
@@ -160,11 +173,15 @@ enum ec_status ec_pout_write_f32(struct ec_pout *p, float *f32, struct ec_diag *
     }
     const float *src = f32;
     bool is_q = strstr(e->name, ".attn_q.") != NULL, is_k = strstr(e->name, ".attn_k.") != NULL;
-    if (!p->gguf && (is_q || is_k) && p->hp.family != EC_ARCH_QWEN2) {
+    const bool to_hf = !p->gguf && p->hp.family != EC_ARCH_QWEN2, to_llama = p->gguf && p->rope_interleave;
+    if ((is_q || is_k) && (to_hf || to_llama)) {
         uint32_t heads = is_q ? p->hp.n_head : p->hp.n_head_kv;
         uint64_t rows = e->n_dims >= 2 ? e->ne[1] : e->ne[0];
         uint64_t row_elems = e->n_dims >= 2 ? e->ne[0] : 1;
-        unpermute_rows(f32, p->buf, rows, row_elems, heads);
+        if (to_hf)
+            unpermute_rows(f32, p->buf, rows, row_elems, heads);
+        else
+            permute_rows(f32, p->buf, rows, row_elems, heads);
         memcpy(f32, p->buf, need);
     }
     switch (e->type) {

@@ -34,6 +34,8 @@ struct ec_pout {
     size_t next;                       /* entry receiving data */
     void *buf;                         /* conversion scratch */
     size_t buf_bytes;
+    bool rope_interleave;              /* GGUF: q/k rows from HF rotate_half to llama.cpp's
+                                          interleaved layout (a qwen2 model written as llama) */
 };
 
 /* Open the writer for o->output (GGUF when it ends in ".gguf"). */

@@ -302,6 +302,26 @@ enum ec_status ec_prune_structured(const struct ec_prune_opts *o, struct ec_mode
             if ((st = ec_gguf_writer_add_u32(out.gw, key, vals[i], d)) != EC_OK)
                 goto out;
         }
+        /* llama.cpp's qwen2 loader takes q as n_embd x n_embd; once heads are
+         * gone the model is written as the llama architecture, which reads
+         * heads x head_dim and the optional q/k/v biases: the same graph with
+         * llama.cpp's interleaved RoPE, for which q/k rows are permuted */
+        if (hp->family == EC_ARCH_QWEN2 && (uint64_t)hp_out.n_head * hd != hp->n_embd) {
+            ec_gguf_writer_remove_kv(out.gw, "general.architecture");
+            if ((st = ec_gguf_writer_rename_prefix(out.gw, "qwen2.", "llama.", d)) != EC_OK ||
+                (st = ec_gguf_writer_add_str(out.gw, "general.architecture", "llama", d)) != EC_OK ||
+                (st = ec_gguf_writer_add_u32(out.gw, "llama.rope.dimension_count", hp_out.head_dim, d)) !=
+                    EC_OK)
+                goto out;
+            out.rope_interleave = true;
+            hp_out.family = out.hp.family = EC_ARCH_LLAMA;
+            hp_out.gguf_arch = out.hp.gguf_arch = "llama";
+            r->hp_out = hp_out;
+            ec_log_info("prune: %u of %u heads x head_dim %u no longer fill the hidden size %u, which "
+                        "llama.cpp's qwen2 loader needs: writing the llama architecture (same graph, "
+                        "q/k rows permuted for its RoPE, biases kept)",
+                        hp_out.n_head, hp->n_head, hd, hp->n_embd);
+        }
     }
     uint64_t max_elems = 0;
     for (int pass = 0; pass < 3; pass++) {

@@ -19,7 +19,9 @@ static const char description[] =
     "or remove attention heads / FFN channels / whole layers (--structured; GQA: heads=K\n"
     "removes K/g whole KV groups when g = n_head/n_head_kv divides K, else K/n_kv query heads\n"
     "from every group). Writes a GGUF (-o X.gguf) or an HF folder (model.safetensors,\n"
-    "config.json, tokenizer files). Norms and biases are never pruned.\n"
+    "config.json, tokenizer files). Norms and biases are never pruned. A Qwen2 model with\n"
+    "heads removed is written to GGUF as the llama architecture (llama.cpp's qwen2 loader\n"
+    "needs heads x head_dim = hidden size; same graph, q/k rows permuted for its RoPE).\n"
     "The summary gives per tensor the sparsity, the relative reconstruction error on the\n"
     "calibration windows and input_spread: max / median of the input columns' RMS, the\n"
     "outlier features Wanda's weighting relies on (near 1: Wanda acts as magnitude per row).";

@@ -132,6 +132,11 @@ enum ec_status ec_gguf_writer_add_str_array(struct ec_gguf_writer *w, const char
                                             uint64_t n, struct ec_diag *d);
 /* Remove a previously added key (no-op if absent), e.g. to override it. */
 void ec_gguf_writer_remove_kv(struct ec_gguf_writer *w, const char *key);
+/* Rename every key that starts with `from` to start with `to` instead, in
+ * place (e.g. "qwen2." -> "llama." when the architecture changes). Fails,
+ * changing nothing, when a new name is already taken. */
+enum ec_status ec_gguf_writer_rename_prefix(struct ec_gguf_writer *w, const char *from, const char *to,
+                                            struct ec_diag *d);
 /* Declare a tensor; offsets are assigned in declaration order, each aligned. */
 enum ec_status ec_gguf_writer_add_tensor(struct ec_gguf_writer *w, const char *name,
                                          enum ec_dtype type, uint32_t n_dims, const uint64_t *ne,
