@@ -7,7 +7,7 @@
 # calibration windows from the first 90 % of tinystories_valid_sample.txt (the
 # held-out text is its last 10 %). For each GGUF, edgec-engine-top evaluates
 # the first 128 tokens of tinystories_heldout.txt and scripts/interop/
-# prune_check.mjs has llama.cpp (node-llama-cpp's prebuilt CPU binaries)
+# engine_check.mjs has llama.cpp (node-llama-cpp's prebuilt CPU binaries)
 # evaluate the same tokens: top tokens must agree at >= 95 % of positions.
 # Without node/npm, node-llama-cpp or the shared models: SKIP, exit 0 (1 under
 # CI=true). Environment: EDGEC_BIN, EDGEC_TOP (build/tests/tools/
@@ -51,7 +51,7 @@ for g in "$work"/*.gguf; do
     "$top" "$g" "$heldout" 128 >"${g%.gguf}.edgec.json" || echo "interop_prune: engine failed on $g" >&2
 done
 cd scripts/interop
-NODE_LLAMA_CPP_SKIP_DOWNLOAD=true node prune_check.mjs --dir "$work" --min-agree 0.95
+NODE_LLAMA_CPP_SKIP_DOWNLOAD=true node engine_check.mjs --dir "$work" --min-agree 0.95 --name interop_prune
 rc=$?
 [ $rc -eq 77 ] && skip "node-llama-cpp could not be loaded"
 exit $rc

@@ -22,7 +22,7 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
 # Script suites: each prints "<name>: N passed, N failed" as its last line
 # (or SKIP with a reason, which fails under CI=true).
 extra=()
-for s in scripts/interop_llamacpp.sh scripts/interop_prune.sh; do
+for s in scripts/interop_llamacpp.sh scripts/interop_prune.sh scripts/interop_arch.sh; do
     [ -x "$s" ] || continue
     log=$(mktemp)
     bash "$s" 2>&1 | tee "$log"

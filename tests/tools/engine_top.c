@@ -4,9 +4,12 @@
  *   edgec-engine-top MODEL TEXT_FILE N_TOKENS
  *
  * Tokenizes TEXT_FILE with BOS, evaluates the first N_TOKENS in one batch and
- * prints one JSON object: {"tokens": [...], "top": [...], "margin": [...]}
- * where top[t] is the argmax of the logits after tokens[0..t] (lowest id on
- * ties) and margin[t] its lead over the runner-up. */
+ * prints one JSON object: {"bos_added": B, "tokens": [...], "top": [...],
+ * "top_logit": [...], "margin": [...]} where top[t] is the argmax of the
+ * logits after tokens[0..t] (lowest id on ties), top_logit[t] its value and
+ * margin[t] its lead over the runner-up; bos_added says whether tokens[0] is
+ * the BOS the vocabulary's add_bos put there (the rest is the text's
+ * tokenization). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,7 +56,7 @@ int main(int argc, char **argv)
     logits = malloc((size_t)n * nv * sizeof(float));
     if (!logits || ec_engine_eval(e, ids, n, logits, 0, &d) != EC_OK)
         goto out;
-    printf("{\"tokens\": [");
+    printf("{\"bos_added\": %s, \"tokens\": [", m.vocab.add_bos && n_ids > 0 && ids[0] == m.vocab.bos_id ? "true" : "false");
     for (long t = 0; t < n; t++)
         printf("%s%d", t ? ", " : "", ids[t]);
     printf("], \"top\": [");
@@ -64,6 +67,15 @@ int main(int argc, char **argv)
             if (row[j] > row[best])
                 best = j;
         printf("%s%u", t ? ", " : "", best);
+    }
+    printf("], \"top_logit\": [");
+    for (long t = 0; t < n; t++) {
+        const float *row = logits + (size_t)t * nv;
+        float best = row[0];
+        for (uint32_t j = 1; j < nv; j++)
+            if (row[j] > best)
+                best = row[j];
+        printf("%s%.7g", t ? ", " : "", (double)best);
     }
     printf("], \"margin\": [");
     for (long t = 0; t < n; t++) {

@@ -1,13 +1,27 @@
-/* edgec-genmodel: write a random Llama checkpoint folder for demos and benchmarks.
+/* edgec-genmodel: write a random Llama-family checkpoint folder for demos,
+ * benchmarks and the architecture interop test.
  *
- *   edgec-genmodel OUT_DIR [--hidden N --ffn N --layers N --heads N --kv-heads N
- *                  --vocab N --ctx N --seed S --dtype f32|f16|bf16 --tied]
+ *   edgec-genmodel OUT_DIR [--arch llama|mistral|qwen2 --hidden N --ffn N
+ *                  --layers N --heads N --kv-heads N --head-dim N --vocab N
+ *                  --ctx N --seed S --dtype f32|f16|bf16 --tied
+ *                  --tokenizer spm|qwen2|llama-bpe --attn-bias --mlp-bias]
  *
- * Writes config.json, generation_config.json, tokenizer_config.json,
- * tokenizer.model (a SentencePiece BPE ModelProto with byte fallback:
- * <unk>, <s>, </s>, the 256 <0xXX> byte pieces, then generated pieces) and
- * model.safetensors with weights from a fixed-seed PRNG (normal, std 0.02
- * for embeddings, 1/sqrt(fan_in) for projections, norms near 1). Tensors
+ * Writes config.json (LlamaForCausalLM, MistralForCausalLM or
+ * Qwen2ForCausalLM), generation_config.json, tokenizer_config.json, the
+ * tokenizer and model.safetensors with weights from a fixed-seed PRNG
+ * (normal, std 0.02 for embeddings, 1/sqrt(fan_in) for projections, 0.1 for
+ * biases, norms near 1). Qwen2 has q/k/v biases, as Qwen2Attention does;
+ * --attn-bias (q/k/v/o) and --mlp-bias (gate/up/down) give Llama its
+ * optional ones.
+ *
+ * Tokenizers: "spm" (default for llama and mistral) is tokenizer.model, a
+ * SentencePiece BPE ModelProto with byte fallback: <unk>, <s>, </s>, the 256
+ * <0xXX> byte pieces, then generated pieces. "qwen2" (default for qwen2) and
+ * "llama-bpe" are tokenizer.json files with GPT-2 byte-level BPE and the
+ * split regex of Qwen2 (single digits) or Llama 3 (digit runs of up to
+ * three): the 256 byte symbols, then tokens built letter by letter from a
+ * word list and generated letter strings, with and without a leading space,
+ * each with its merge, then three special tokens. Tensors
  * are generated and written in chunks, so memory stays small whatever the
  * size (TinyLlama-1.1B shape: --hidden 2048 --ffn 5632 --layers 22 --heads 32
  * --kv-heads 4 --vocab 32000 writes 4.4 GB in F32, 2.2 GB in F16).
@@ -67,9 +81,9 @@ struct spec {
 };
 
 struct cfg {
-    long hidden, ffn, layers, heads, kv_heads, vocab, ctx, seed;
-    const char *dtype;
-    bool tied;
+    long hidden, ffn, layers, heads, kv_heads, head_dim, vocab, ctx, seed;
+    const char *dtype, *arch, *tokenizer;
+    bool tied, attn_bias, mlp_bias;
     bool sparse; /* data left as holes except first/last element markers */
 };
 
@@ -242,6 +256,216 @@ static int write_tokenizer(const char *dir, long vocab)
     return rc;
 }
 
+/* ---- byte-level BPE tokenizer.json ---- */
+
+/* GPT-2's byte -> symbol map: the printable bytes '!'..'~', 0xA1..0xAC and
+ * 0xAE..0xFF stand for themselves, the others take the code points 256,
+ * 257, ... in byte order. out: the symbol's UTF-8, NUL-terminated. */
+static void byte_symbol(int b, char out[3])
+{
+    int cp = b, n = 0;
+    if (!((b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF))) {
+        for (int x = 0; x < b; x++)
+            n += !((x >= 0x21 && x <= 0x7E) || (x >= 0xA1 && x <= 0xAC) || (x >= 0xAE && x <= 0xFF));
+        cp = 256 + n;
+    }
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        out[1] = '\0';
+    } else {
+        out[0] = (char)(0xC0 | (cp >> 6));
+        out[1] = (char)(0x80 | (cp & 0x3F));
+        out[2] = '\0';
+    }
+}
+
+struct strset { /* open addressing over owned strings; index = token id */
+    char **s;
+    size_t n;
+    long *slot;
+    size_t cap; /* power of two, > 2 n */
+};
+
+static uint64_t fnv1a(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 1099511628211ull;
+    return h;
+}
+
+static long strset_find(const struct strset *t, const char *s)
+{
+    for (size_t i = fnv1a(s) & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
+        if (t->slot[i] < 0)
+            return -1;
+        if (strcmp(t->s[t->slot[i]], s) == 0)
+            return t->slot[i];
+    }
+}
+
+static void strset_add(struct strset *t, const char *s)
+{
+    char *c = strdup(s);
+    if (!c) {
+        fprintf(stderr, "edgec-genmodel: out of memory\n");
+        exit(4);
+    }
+    size_t i = fnv1a(s) & (t->cap - 1);
+    while (t->slot[i] >= 0)
+        i = (i + 1) & (t->cap - 1);
+    t->slot[i] = (long)t->n;
+    t->s[t->n++] = c;
+}
+
+/* s as a JSON string: only '"' and '\' need escaping in these tokens (the
+ * byte symbols have no control characters). */
+static void put_json_str(struct buf *b, const char *s)
+{
+    buf_put(b, "\"", 1);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            buf_put(b, "\\", 1);
+        buf_put(b, s, 1);
+    }
+    buf_put(b, "\"", 1);
+}
+
+static int write_bpe_tokenizer(const char *dir, long vocab, bool qwen2)
+{
+    /* JSON text of the two split regexes (backslashes escaped once for JSON) */
+    static const char re_qwen2[] =
+        "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\\\r\\\\n\\\\p{L}\\\\p{N}]?\\\\p{L}+|\\\\p{N}| ?[^\\\\s\\\\p{L}"
+        "\\\\p{N}]+[\\\\r\\\\n]*|\\\\s*[\\\\r\\\\n]+|\\\\s+(?!\\\\S)|\\\\s+";
+    static const char re_llama3[] =
+        "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\\\r\\\\n\\\\p{L}\\\\p{N}]?\\\\p{L}+|\\\\p{N}{1,3}| ?[^\\\\s"
+        "\\\\p{L}\\\\p{N}]+[\\\\r\\\\n]*|\\\\s*[\\\\r\\\\n]+|\\\\s+(?!\\\\S)|\\\\s+";
+    static const char *const specials_qwen2[3] = {"<|endoftext|>", "<|im_start|>", "<|im_end|>"};
+    static const char *const specials_llama3[3] = {"<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>"};
+    const char *const *specials = qwen2 ? specials_qwen2 : specials_llama3;
+    const long n_base = vocab - 3;
+    struct strset t = {0};
+    t.cap = 1;
+    while (t.cap <= 2 * (size_t)vocab)
+        t.cap *= 2;
+    t.s = calloc((size_t)vocab, sizeof *t.s);
+    t.slot = malloc(t.cap * sizeof *t.slot);
+    struct buf merges = {0};
+    if (!t.s || !t.slot) {
+        fprintf(stderr, "edgec-genmodel: out of memory\n");
+        exit(4);
+    }
+    for (size_t i = 0; i < t.cap; i++)
+        t.slot[i] = -1;
+    char sym[3];
+    for (int b = 0; b < 256; b++) {
+        byte_symbol(b, sym);
+        strset_add(&t, sym);
+    }
+    /* words letter by letter, alternately with the space symbol in front:
+     * each new prefix is a token and the merge that makes it */
+    char space[3], piece[64], cur[80], next[80];
+    byte_symbol(' ', space);
+    for (long j = 0; (long)t.n < n_base; j++) {
+        nth_piece(j / 2, piece, sizeof piece);
+        const char *w = piece;
+        if (strncmp(w, "\xe2\x96\x81", 3) == 0)
+            w += 3; /* nth_piece's SentencePiece space mark */
+        if (!*w)
+            continue;
+        bool sp = (j % 2) == 0;
+        snprintf(cur, sizeof cur, "%s", sp ? space : (char[]){w[0], '\0'});
+        for (const char *c = sp ? w : w + 1; *c && (long)t.n < n_base; c++) {
+            size_t cl = strlen(cur);
+            if (cl + 2 > sizeof next)
+                break;
+            memcpy(next, cur, cl);
+            next[cl] = *c;
+            next[cl + 1] = '\0';
+            if (strset_find(&t, next) < 0) {
+                if (merges.n)
+                    buf_put(&merges, ",\n      ", 8);
+                char pair[96];
+                snprintf(pair, sizeof pair, "%s %c", cur, *c);
+                put_json_str(&merges, pair);
+                strset_add(&t, next);
+            }
+            memcpy(cur, next, strlen(next) + 1);
+        }
+    }
+
+    struct buf o = {0};
+    char tmp[256];
+    int k = snprintf(tmp, sizeof tmp, "{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n"
+                     "  \"added_tokens\": [");
+    buf_put(&o, tmp, (size_t)k);
+    for (int i = 0; i < 3; i++) {
+        k = snprintf(tmp, sizeof tmp,
+                     "%s\n    {\"id\": %ld, \"content\": \"%s\", \"single_word\": false, \"lstrip\": false, "
+                     "\"rstrip\": false, \"normalized\": false, \"special\": true}",
+                     i ? "," : "", n_base + i, specials[i]);
+        buf_put(&o, tmp, (size_t)k);
+    }
+    k = snprintf(tmp, sizeof tmp,
+                 "\n  ],\n  \"normalizer\": %s,\n  \"pre_tokenizer\": {\n    \"type\": \"Sequence\",\n"
+                 "    \"pretokenizers\": [\n      {\"type\": \"Split\", \"pattern\": {\"Regex\": \"",
+                 qwen2 ? "{\"type\": \"NFC\"}" : "null");
+    buf_put(&o, tmp, (size_t)k);
+    const char *re = qwen2 ? re_qwen2 : re_llama3;
+    buf_put(&o, re, strlen(re));
+    k = snprintf(tmp, sizeof tmp,
+                 "\"}, \"behavior\": \"Isolated\", \"invert\": false},\n"
+                 "      {\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": %s, "
+                 "\"use_regex\": false}\n    ]\n  },\n",
+                 qwen2 ? "false" : "true");
+    buf_put(&o, tmp, (size_t)k);
+    const char *tail1 = "  \"post_processor\": null,\n"
+                        "  \"decoder\": {\"type\": \"ByteLevel\", \"add_prefix_space\": true, "
+                        "\"trim_offsets\": true, \"use_regex\": true},\n"
+                        "  \"model\": {\n    \"type\": \"BPE\",\n    \"dropout\": null,\n"
+                        "    \"unk_token\": null,\n    \"continuing_subword_prefix\": null,\n"
+                        "    \"end_of_word_suffix\": null,\n    \"fuse_unk\": false,\n"
+                        "    \"byte_fallback\": false,\n";
+    buf_put(&o, tail1, strlen(tail1));
+    k = snprintf(tmp, sizeof tmp, "    \"ignore_merges\": %s,\n    \"vocab\": {", qwen2 ? "false" : "true");
+    buf_put(&o, tmp, (size_t)k);
+    for (size_t i = 0; i < t.n; i++) {
+        buf_put(&o, i ? ",\n      " : "\n      ", i ? 8 : 7);
+        put_json_str(&o, t.s[i]);
+        k = snprintf(tmp, sizeof tmp, ": %zu", i);
+        buf_put(&o, tmp, (size_t)k);
+    }
+    buf_put(&o, "\n    },\n    \"merges\": [\n      ", 29);
+    if (merges.n)
+        buf_put(&o, merges.p, merges.n);
+    buf_put(&o, "\n    ]\n  }\n}\n", 13);
+    buf_put(&o, "", 1);
+    int rc = write_text(dir, "tokenizer.json", (const char *)o.p);
+
+    /* tokenizer_config.json: Qwen2 adds no BOS, Llama 3 adds <|begin_of_text|> */
+    char cfg[1024];
+    if (qwen2)
+        snprintf(cfg, sizeof cfg,
+                 "{\n  \"tokenizer_class\": \"Qwen2Tokenizer\",\n  \"add_bos_token\": false,\n"
+                 "  \"add_prefix_space\": false,\n  \"bos_token\": null,\n  \"eos_token\": \"%s\",\n"
+                 "  \"pad_token\": \"%s\",\n  \"unk_token\": null,\n  \"model_max_length\": 32768\n}\n",
+                 specials[0], specials[0]);
+    else
+        snprintf(cfg, sizeof cfg,
+                 "{\n  \"tokenizer_class\": \"PreTrainedTokenizerFast\",\n  \"add_bos_token\": true,\n"
+                 "  \"bos_token\": \"%s\",\n  \"eos_token\": \"%s\",\n  \"model_max_length\": 131072\n}\n",
+                 specials[0], specials[1]);
+    if (!rc)
+        rc = write_text(dir, "tokenizer_config.json", cfg);
+    for (size_t i = 0; i < t.n; i++)
+        free(t.s[i]);
+    free(t.s);
+    free(t.slot);
+    free(merges.p);
+    free(o.p);
+    return rc;
+}
+
 /* Sparse checkpoint: the header is written by hand, every tensor's data is a
  * hole (zeros) except two markers, and ftruncate sets the size, so a 4+ GiB
  * file costs a few blocks of disk. Tensor i holds i+1 first and -(i+1) last. */
@@ -312,12 +536,15 @@ out:
 
 static int write_weights(const char *dir, const struct cfg *c, enum ec_dtype dt)
 {
-    size_t cap = 8 + 9 * (size_t)c->layers;
+    size_t cap = 8 + 16 * (size_t)c->layers;
     struct spec *sp = calloc(cap, sizeof *sp);
     size_t n = 0;
-    uint64_t hd = (uint64_t)(c->hidden / c->heads);
-    uint64_t kvd = hd * (uint64_t)c->kv_heads;
+    uint64_t hd = (uint64_t)c->head_dim;
+    uint64_t qd = hd * (uint64_t)c->heads, kvd = hd * (uint64_t)c->kv_heads;
     float s_h = 1.0f / sqrtf((float)c->hidden), s_f = 1.0f / sqrtf((float)c->ffn);
+    float s_o = 1.0f / sqrtf((float)qd);
+    const float s_b = 0.1f; /* biases */
+    bool qkv_b = c->attn_bias || strcmp(c->arch, "qwen2") == 0, o_b = c->attn_bias, mlp_b = c->mlp_bias;
 #define ADD(nm, nd, a, b, sd)                                                                  \
     do {                                                                                       \
         snprintf(sp[n].name, sizeof sp[n].name, "%s", nm);                                     \
@@ -334,12 +561,18 @@ static int write_weights(const char *dir, const struct cfg *c, enum ec_dtype dt)
                                "self_attn.v_proj", "self_attn.o_proj", "post_attention_layernorm",
                                "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
         uint64_t H = (uint64_t)c->hidden, F = (uint64_t)c->ffn;
-        uint64_t shapes[9][3] = {{1, H, 0}, {2, H, H}, {2, H, kvd}, {2, H, kvd}, {2, H, H},
-                                 {1, H, 0}, {2, H, F}, {2, H, F},   {2, F, H}};
+        /* ndim, in, out; weight std; bias? */
+        const uint64_t shapes[9][3] = {{1, H, 0}, {2, H, qd}, {2, H, kvd}, {2, H, kvd}, {2, qd, H},
+                                       {1, H, 0}, {2, H, F},  {2, H, F},   {2, F, H}};
+        const float sds[9] = {0.0f, s_h, s_h, s_h, s_o, 0.0f, s_h, s_h, s_f};
+        const bool bias[9] = {false, qkv_b, qkv_b, qkv_b, o_b, false, mlp_b, mlp_b, mlp_b};
         for (int k = 0; k < 9; k++) {
             snprintf(nm, sizeof nm, "model.layers.%ld.%s.weight", l, parts[k]);
-            float sd = shapes[k][0] == 1 ? 0.0f : (k == 8 ? s_f : s_h);
-            ADD(nm, (int)shapes[k][0], shapes[k][1], shapes[k][2], sd);
+            ADD(nm, (int)shapes[k][0], shapes[k][1], shapes[k][2], sds[k]);
+            if (bias[k]) {
+                snprintf(nm, sizeof nm, "model.layers.%ld.%s.bias", l, parts[k]);
+                ADD(nm, 1, shapes[k][2], 0, s_b);
+            }
         }
     }
     ADD("model.norm.weight", 1, (uint64_t)c->hidden, 0, 0.0f);
@@ -418,20 +651,28 @@ out:
 
 int main(int argc, char **argv)
 {
-    struct cfg c = {.hidden = 64, .ffn = 172, .layers = 2, .heads = 8, .kv_heads = 4,
-                    .vocab = 512, .ctx = 512, .seed = 1, .dtype = "f32"};
+    struct cfg c = {.hidden = 64, .ffn = 172, .layers = 2, .heads = 8, .kv_heads = 4, .head_dim = 0,
+                    .vocab = 512, .ctx = 512, .seed = 1, .dtype = "f32", .arch = "llama", .tokenizer = NULL};
     bool help = false;
     const struct ec_opt opts[] = {
+        {"arch", 0, EC_OPT_STRING, &c.arch, "A", "llama (default), mistral or qwen2"},
         {"hidden", 0, EC_OPT_INT, &c.hidden, "N", "hidden size (default 64)"},
         {"ffn", 0, EC_OPT_INT, &c.ffn, "N", "FFN intermediate size (default 172)"},
         {"layers", 0, EC_OPT_INT, &c.layers, "N", "layers (default 2)"},
         {"heads", 0, EC_OPT_INT, &c.heads, "N", "attention heads (default 8)"},
         {"kv-heads", 0, EC_OPT_INT, &c.kv_heads, "N", "key/value heads (default 4)"},
+        {"head-dim", 0, EC_OPT_INT, &c.head_dim, "N",
+         "per-head size, written to config.json as head_dim (default hidden / heads, not written)"},
         {"vocab", 0, EC_OPT_INT, &c.vocab, "N", "vocabulary size, >= 300 (default 512)"},
         {"ctx", 0, EC_OPT_INT, &c.ctx, "N", "max_position_embeddings (default 512)"},
         {"seed", 0, EC_OPT_INT, &c.seed, "S", "PRNG seed (default 1)"},
         {"dtype", 0, EC_OPT_STRING, &c.dtype, "T", "f32 (default), f16 or bf16"},
         {"tied", 0, EC_OPT_FLAG, &c.tied, NULL, "tie lm_head to the embedding (no lm_head)"},
+        {"tokenizer", 0, EC_OPT_STRING, &c.tokenizer, "T",
+         "spm (SentencePiece tokenizer.model), qwen2 or llama-bpe (byte-level BPE tokenizer.json); "
+         "default qwen2 for --arch qwen2, else spm"},
+        {"attn-bias", 0, EC_OPT_FLAG, &c.attn_bias, NULL, "llama: attention_bias (q/k/v/o biases)"},
+        {"mlp-bias", 0, EC_OPT_FLAG, &c.mlp_bias, NULL, "llama: mlp_bias (gate/up/down biases)"},
         {"sparse", 0, EC_OPT_FLAG, &c.sparse, NULL,
          "sparse file: all zeros except tensor i's first element = i+1 and last = -(i+1) "
          "(f32 only; for >4 GiB offset tests)"},
@@ -445,7 +686,7 @@ int main(int argc, char **argv)
     if (ec_opts_parse(opts, argc, argv, &pos, &n_pos, &d) != EC_OK)
         return die("", d.msg);
     if (help || n_pos != 1) {
-        printf("Usage: edgec-genmodel OUT_DIR [options]\nWrite a random Llama checkpoint folder.\n");
+        printf("Usage: edgec-genmodel OUT_DIR [options]\nWrite a random Llama-family checkpoint folder.\n");
         ec_opts_print_help(stdout, opts);
         free(pos);
         return help ? 0 : 2;
@@ -460,40 +701,76 @@ int main(int argc, char **argv)
         dt = EC_BF16;
     else
         return die("--dtype: expected f32, f16 or bf16, got ", c.dtype);
-    if (c.hidden < 2 || c.ffn < 1 || c.layers < 1 || c.heads < 1 || c.kv_heads < 1 ||
-        c.hidden % c.heads || c.heads % c.kv_heads || (c.hidden / c.heads) % 2 || c.vocab < 300 ||
-        c.ctx < 1 || c.hidden > 1 << 20 || c.ffn > 1 << 22 || c.layers > 4096 || c.vocab > 1 << 22)
-        return die("", "inconsistent sizes (hidden must split into an even head_dim per head, "
-                         "heads into kv-heads, vocab >= 300)");
+    const bool qwen2 = strcmp(c.arch, "qwen2") == 0, mistral = strcmp(c.arch, "mistral") == 0;
+    if (!qwen2 && !mistral && strcmp(c.arch, "llama") != 0)
+        return die("--arch: expected llama, mistral or qwen2, got ", c.arch);
+    if (!c.tokenizer)
+        c.tokenizer = qwen2 ? "qwen2" : "spm";
+    const bool spm = strcmp(c.tokenizer, "spm") == 0, tok_qwen2 = strcmp(c.tokenizer, "qwen2") == 0;
+    if (!spm && !tok_qwen2 && strcmp(c.tokenizer, "llama-bpe") != 0)
+        return die("--tokenizer: expected spm, qwen2 or llama-bpe, got ", c.tokenizer);
+    if ((c.attn_bias || c.mlp_bias) && strcmp(c.arch, "llama") != 0)
+        return die("", "--attn-bias and --mlp-bias are llama options (qwen2 always has q/k/v biases)");
+    const bool explicit_hd = c.head_dim > 0;
+    if (!explicit_hd && c.heads > 0 && c.hidden % c.heads == 0)
+        c.head_dim = c.hidden / c.heads;
+    if (c.hidden < 2 || c.ffn < 1 || c.layers < 1 || c.heads < 1 || c.kv_heads < 1 || c.head_dim < 2 ||
+        c.head_dim % 2 || c.heads % c.kv_heads || c.vocab < 300 || c.ctx < 1 || c.hidden > 1 << 20 ||
+        c.ffn > 1 << 22 || c.layers > 4096 || c.vocab > 1 << 22 || c.head_dim > 1 << 16)
+        return die("", "inconsistent sizes (hidden must split into an even head_dim per head unless "
+                         "--head-dim is given, heads into kv-heads, vocab >= 300)");
     if (mkdir(dir, 0755) != 0 && errno != EEXIST)
         return die("cannot create ", dir);
 
+    /* special token ids: SentencePiece <s> 1 and </s> 2; byte-level BPE the
+     * three added tokens at the end */
+    long bos = 1, eos = 2;
+    if (!spm) {
+        bos = tok_qwen2 ? c.vocab - 3 : c.vocab - 3;
+        eos = tok_qwen2 ? c.vocab - 3 : c.vocab - 2;
+    }
+    char hd_line[64] = "", extra[256] = "";
+    if (explicit_hd)
+        snprintf(hd_line, sizeof hd_line, "  \"head_dim\": %ld,\n", c.head_dim);
+    if (qwen2)
+        snprintf(extra, sizeof extra,
+                 "  \"use_sliding_window\": false,\n  \"sliding_window\": %ld,\n  \"max_window_layers\": %ld,\n",
+                 c.ctx, c.layers);
+    else if (mistral)
+        snprintf(extra, sizeof extra, "  \"sliding_window\": null,\n");
+    else
+        snprintf(extra, sizeof extra, "  \"attention_bias\": %s,\n  \"mlp_bias\": %s,\n",
+                 c.attn_bias ? "true" : "false", c.mlp_bias ? "true" : "false");
     char text[4096];
     snprintf(text, sizeof text,
-             "{\n  \"architectures\": [\"LlamaForCausalLM\"],\n  \"model_type\": \"llama\",\n"
+             "{\n  \"architectures\": [\"%s\"],\n  \"model_type\": \"%s\",\n"
              "  \"hidden_size\": %ld,\n  \"intermediate_size\": %ld,\n"
-             "  \"num_attention_heads\": %ld,\n  \"num_key_value_heads\": %ld,\n"
+             "  \"num_attention_heads\": %ld,\n  \"num_key_value_heads\": %ld,\n%s"
              "  \"num_hidden_layers\": %ld,\n  \"hidden_act\": \"silu\",\n"
-             "  \"rms_norm_eps\": 1e-05,\n  \"vocab_size\": %ld,\n"
-             "  \"max_position_embeddings\": %ld,\n  \"rope_theta\": 10000.0,\n"
-             "  \"rope_scaling\": null,\n  \"attention_bias\": false,\n  \"mlp_bias\": false,\n"
-             "  \"tie_word_embeddings\": %s,\n  \"bos_token_id\": 1,\n  \"eos_token_id\": 2,\n"
+             "  \"rms_norm_eps\": %s,\n  \"vocab_size\": %ld,\n"
+             "  \"max_position_embeddings\": %ld,\n  \"rope_theta\": %s,\n"
+             "  \"rope_scaling\": null,\n%s"
+             "  \"tie_word_embeddings\": %s,\n  \"bos_token_id\": %ld,\n  \"eos_token_id\": %ld,\n"
              "  \"torch_dtype\": \"%s\",\n  \"initializer_range\": 0.02\n}\n",
-             c.hidden, c.ffn, c.heads, c.kv_heads, c.layers, c.vocab, c.ctx,
-             c.tied ? "true" : "false",
+             qwen2 ? "Qwen2ForCausalLM" : mistral ? "MistralForCausalLM" : "LlamaForCausalLM",
+             qwen2 ? "qwen2" : mistral ? "mistral" : "llama", c.hidden, c.ffn, c.heads, c.kv_heads, hd_line,
+             c.layers, qwen2 ? "1e-06" : "1e-05", c.vocab, c.ctx,
+             qwen2 || mistral ? "1000000.0" : "10000.0", extra, c.tied ? "true" : "false", bos, eos,
              dt == EC_F32 ? "float32" : dt == EC_F16 ? "float16" : "bfloat16");
     int rc = write_text(dir, "config.json", text);
-    if (!rc)
-        rc = write_text(dir, "generation_config.json",
-                        "{\n  \"bos_token_id\": 1,\n  \"eos_token_id\": 2\n}\n");
-    if (!rc)
+    if (!rc) {
+        char gen[128];
+        snprintf(gen, sizeof gen, "{\n  \"bos_token_id\": %ld,\n  \"eos_token_id\": %ld\n}\n", bos, eos);
+        rc = write_text(dir, "generation_config.json", gen);
+    }
+    if (!rc && spm)
         rc = write_text(dir, "tokenizer_config.json",
                         "{\n  \"tokenizer_class\": \"LlamaTokenizer\",\n  \"add_bos_token\": true,\n"
                         "  \"add_eos_token\": false,\n  \"bos_token\": \"<s>\",\n"
                         "  \"eos_token\": \"</s>\",\n  \"unk_token\": \"<unk>\",\n"
                         "  \"legacy\": true\n}\n");
     if (!rc)
-        rc = write_tokenizer(dir, c.vocab);
+        rc = spm ? write_tokenizer(dir, c.vocab) : write_bpe_tokenizer(dir, c.vocab, tok_qwen2);
     if (!rc)
         rc = write_weights(dir, &c, dt);
     free(pos);
