@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "edgec/calib.h"
+#include "edgec/tokenizer.h"
 
 struct acc {
     char *name;
