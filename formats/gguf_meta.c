@@ -573,7 +573,6 @@ static enum ec_status write_params(const struct ec_model *m, struct ec_gguf_writ
     const cJSON *rs = jget(cfg, "rope_scaling");
     const cJSON *rs_factor = cJSON_IsObject(rs) ? jget(rs, "factor") : NULL;
     const cJSON *rs_type = cJSON_IsObject(rs) ? jget(rs, "type") : NULL;
-    const cJSON *rs_rtype = cJSON_IsObject(rs) ? jget(rs, "rope_type") : NULL;
     if (m->hp.family != EC_ARCH_QWEN2) {
         if ((s = add_u32_key(w, a, "vocab_size", jget(cfg, "vocab_size"), cfg_path, d)))
             return s;
@@ -587,11 +586,7 @@ static enum ec_status write_params(const struct ec_model *m, struct ec_gguf_writ
                 (s = add_f32_key(w, a, "rope.scaling.factor", rs_factor, d)))
                 return s;
         }
-        if (cJSON_IsString(rs_rtype) && strcasecmp(rs_rtype->valuestring, "llama3") == 0)
-            return ec_fail(d, EC_ERR_UNSUPPORTED,
-                           "%s: key 'rope_scaling.rope_type': llama3 rope scaling needs a "
-                           "rope_freqs tensor, which edgec convert does not write yet",
-                           cfg_path);
+        /* llama3: no key; the rope_freqs.weight tensor carries it (formats/model.c) */
     } else if (rs_factor && cJSON_IsString(rs_type) && strcmp(rs_type->valuestring, "yarn") == 0) {
         if ((s = ec_gguf_writer_add_str(w, "qwen2.rope.scaling.type", "yarn", d)) ||
             (s = add_f32_key(w, a, "rope.scaling.factor", rs_factor, d)) ||

@@ -19,7 +19,15 @@
  * halves]; llama.cpp wants them interleaved. LlamaModel.permute reshapes the
  * rows to (n_head, 2, rows_per_head/2) and swaps the last two axes, so output
  * row h*R + 2*i + j comes from input row h*R + j*R/2 + i (R = rows per head).
+ *
+ * Llama 3 rope scaling (rope_scaling.rope_type "llama3"): llama.cpp applies it
+ * through a rope_freqs.weight tensor of head_dim/2 frequency divisors, which
+ * the converter computes from config.json and writes before every other
+ * tensor. The HF view lists that tensor first too, computed here in float32
+ * in the converter's order (torch float32 arithmetic), so convert, quantize,
+ * prune and the engine all read the same values.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +57,7 @@ void ec_model_close(struct ec_model *m)
         ec_gguf_close(&m->gguf);
     free(m->path);
     free(m->name);
+    free(m->rope_freqs);
     memset(m, 0, sizeof *m);
 }
 
@@ -133,6 +142,67 @@ static enum ec_status add_tensor(struct ec_model *m, size_t *cap, const struct e
     return EC_OK;
 }
 
+/* rope_freqs.weight for llama3 rope scaling, as llama.cpp's converter
+ * computes it: freqs = 1 / theta^(arange(0, dim, 2) / dim) in float32, then
+ * per frequency 1 (short wavelengths), factor (long ones) or the smooth
+ * blend in between, all in float32. Inserted as the first tensor. */
+static enum ec_status add_llama3_rope_freqs(struct ec_model *m, size_t *cap, const char *dir,
+                                            struct ec_diag *d)
+{
+    const struct ec_hparams *hp = &m->hp;
+    const uint32_t dim = hp->head_dim, n = dim / 2;
+    if (n == 0)
+        return ec_fail(d, EC_ERR_FORMAT, "%s: llama3 rope scaling needs head_dim >= 2", dir);
+    m->rope_freqs = malloc(n * sizeof *m->rope_freqs);
+    if (!m->rope_freqs)
+        return ec_fail(d, EC_ERR_NOMEM, "%s: out of memory", dir);
+    const double lo = hp->rope_low_freq_factor > 0 ? hp->rope_low_freq_factor : 1.0;
+    const double hi = hp->rope_high_freq_factor > 0 ? hp->rope_high_freq_factor : 4.0;
+    const double old_ctx = hp->rope_orig_ctx ? hp->rope_orig_ctx : 8192;
+    const float lo_wavelen = (float)(old_ctx / lo), hi_wavelen = (float)(old_ctx / hi);
+    const float factor = hp->rope_factor, two_pi = (float)(2.0 * M_PI);
+    for (uint32_t i = 0; i < n; i++) {
+        float e = (float)(2 * i) / (float)dim;
+        float freq = 1.0f / powf(hp->rope_theta, e);
+        float wavelen = two_pi / freq, v;
+        if (wavelen < hi_wavelen) {
+            v = 1.0f;
+        } else if (wavelen > lo_wavelen) {
+            v = factor;
+        } else {
+            float smooth = ((float)old_ctx / wavelen - (float)lo) / (float)(hi - lo);
+            v = 1.0f / ((1.0f - smooth) / factor + smooth);
+        }
+        m->rope_freqs[i] = v;
+    }
+    if (m->n_tensors == *cap) {
+        size_t nc = *cap ? *cap * 2 : 64;
+        struct ec_model_tensor *nt = realloc(m->tensors, nc * sizeof *nt);
+        if (!nt)
+            return ec_fail(d, EC_ERR_NOMEM, "%s: out of memory listing tensors", m->path);
+        m->tensors = nt;
+        *cap = nc;
+    }
+    memmove(m->tensors + 1, m->tensors, m->n_tensors * sizeof *m->tensors);
+    struct ec_model_tensor *t = &m->tensors[0];
+    memset(t, 0, sizeof *t);
+    m->n_tensors++;
+    t->name = strdup("rope_freqs.weight");
+    if (!t->name)
+        return ec_fail(d, EC_ERR_NOMEM, "%s: out of memory listing tensors", m->path);
+    t->src_name = "rope_freqs.weight (from config.json rope_scaling)";
+    t->dtype = EC_F32;
+    t->n_dims = 1;
+    t->ne[0] = n;
+    for (int k = 1; k < EC_GGUF_MAX_DIMS; k++)
+        t->ne[k] = 1;
+    t->data = (const uint8_t *)m->rope_freqs;
+    t->n_bytes = (uint64_t)n * sizeof(float);
+    t->src_file = "config.json";
+    t->src_offset = 0;
+    return EC_OK;
+}
+
 static enum ec_status open_hf(struct ec_model *m, const char *dir, struct ec_diag *d)
 {
     enum ec_status s;
@@ -214,6 +284,8 @@ static enum ec_status open_hf(struct ec_model *m, const char *dir, struct ec_dia
         return ec_fail(d, EC_ERR_FORMAT,
                        "%s: no tensor 'model.embed_tokens.weight' (nor a tied 'lm_head.weight')",
                        dir);
+    if (m->hp.rope_scaling == EC_ROPE_SCALING_LLAMA3 && (s = add_llama3_rope_freqs(m, &cap, dir, d)) != EC_OK)
+        return s;
     m->hf_dtype = EC_F32;
     if (bytes_by_type[1] > bytes_by_type[0] && bytes_by_type[1] >= bytes_by_type[2])
         m->hf_dtype = EC_F16;

@@ -4,7 +4,8 @@
  * hyper-parameters structured pruning changes are replaced: block_count,
  * feed_forward_length, attention.head_count(_kv) and key/value_length (always
  * written, because n_embd / n_head no longer gives head_dim once heads go).
- * HF: model.safetensors with HF names, q/k rows put back into the HF
+ * HF: model.safetensors with HF names (without rope_freqs.weight, which
+ * config.json's llama3 rope_scaling gives back), q/k rows put back into the HF
  * rotate_half layout (the inverse of formats/model.c's permutation, with the
  * output head counts), config.json with the new sizes and an explicit
  * head_dim, and the tokenizer files copied byte for byte.
@@ -111,6 +112,10 @@ enum ec_status ec_pout_add(struct ec_pout *p, const struct ec_model_tensor *src,
     p->n++;
     if (p->gguf)
         return ec_gguf_writer_add_tensor(p->gw, e->name, e->type, n_dims, ne4, d);
+    if (strcmp(e->name, "rope_freqs.weight") == 0) {
+        e->skip = true; /* config.json's rope_scaling gives it back */
+        return EC_OK;
+    }
     char *hf = ec_gguf_to_hf_name(e->name);
     if (!hf)
         return ec_fail(d, EC_ERR_UNSUPPORTED, "%s: tensor '%s' has no HF name", p->m->path,
@@ -162,6 +167,8 @@ enum ec_status ec_pout_write_f32(struct ec_pout *p, float *f32, struct ec_diag *
     if (p->next >= p->n)
         return ec_fail(d, EC_ERR_ARG, "prune: more tensors written than declared");
     struct ec_pout_entry *e = &p->e[p->next++];
+    if (e->skip)
+        return EC_OK;
     uint64_t n = e->ne[0] * e->ne[1];
     size_t need = (size_t)n * sizeof(float);
     if (need > p->buf_bytes) {

@@ -20,6 +20,7 @@ struct ec_pout_entry {
     uint32_t n_dims;
     uint64_t ne[2];                    /* innermost first (cols, rows) */
     enum ec_dtype type;                /* written type */
+    bool skip;                         /* HF output: derived from config.json, not stored */
 };
 
 struct ec_pout {

@@ -10,7 +10,8 @@ static const char description[] =
     "Write a GGUF file llama.cpp loads from a Hugging Face checkpoint folder (config.json,\n"
     "*.safetensors, tokenizer.model or tokenizer.json). Tensor names, order, metadata keys\n"
     "and per-tensor types follow llama.cpp's convert_hf_to_gguf.py: 2-D weights take the\n"
-    "output type, norms and biases stay F32, q/k rows are permuted for llama/mistral.\n"
+    "output type, norms and biases stay F32, q/k rows are permuted for llama/mistral, and\n"
+    "Llama 3 rope scaling (rope_type llama3) becomes a computed F32 rope_freqs.weight.\n"
     "Tensors are streamed one at a time; the output appears only when complete.";
 
 static void on_progress(void *ctx, uint64_t done, uint64_t total, uint64_t bytes)

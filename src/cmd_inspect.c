@@ -175,11 +175,16 @@ static void print_hparams_text(const struct ec_hparams *hp)
     printf("  n_vocab %u, n_embd %u, n_ff %u, n_layer %u, n_head %u, n_head_kv %u, head_dim %u\n",
            hp->n_vocab, hp->n_embd, hp->n_ff, hp->n_layer, hp->n_head, hp->n_head_kv,
            hp->head_dim);
-    printf("  n_ctx_train %u, rope_theta %g, norm_eps %g, tied_embeddings %s, qkv_bias %s\n",
+    printf("  n_ctx_train %u, rope_theta %g, norm_eps %g, tied_embeddings %s, qkv_bias %s, mlp_bias %s\n",
            hp->n_ctx_train, (double)hp->rope_theta, (double)hp->norm_eps,
-           hp->tied_embeddings ? "yes" : "no", hp->attn_qkv_bias ? "yes" : "no");
+           hp->tied_embeddings ? "yes" : "no", hp->attn_qkv_bias ? "yes" : "no", hp->mlp_bias ? "yes" : "no");
+    static const char *const scaling[] = {[EC_ROPE_SCALING_NONE] = "none", [EC_ROPE_SCALING_LINEAR] = "linear",
+                                          [EC_ROPE_SCALING_YARN] = "yarn", [EC_ROPE_SCALING_LLAMA3] = "llama3"};
     if (hp->rope_scaling != EC_ROPE_SCALING_NONE)
-        printf("  rope scaling %d, factor %g, original context %u\n", (int)hp->rope_scaling,
+        printf("  rope scaling %s, factor %g, original context %u\n",
+               (unsigned)hp->rope_scaling < sizeof scaling / sizeof scaling[0] && scaling[hp->rope_scaling]
+                   ? scaling[hp->rope_scaling]
+                   : "?",
                (double)hp->rope_factor, hp->rope_orig_ctx);
 }
 

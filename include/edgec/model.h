@@ -111,6 +111,8 @@ struct ec_model {
     struct ec_gguf gguf;        /* when source == EC_SRC_GGUF */
     char *name;                 /* general.name (derived from the folder for HF) */
     enum ec_dtype hf_dtype;     /* dominant dtype of an HF checkpoint (F32/F16/BF16) */
+    float *rope_freqs;          /* HF with llama3 rope scaling: data of the computed
+                                   rope_freqs.weight tensor (owned) */
 };
 
 /* Open a checkpoint folder or a .gguf file. */

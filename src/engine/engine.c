@@ -276,39 +276,6 @@ void ec_engine_free(struct ec_engine *e)
     free(e);
 }
 
-/* llama3 rope scaling: per-frequency divisors as llama.cpp's converter
- * computes them for rope_freqs.weight. */
-static enum ec_status llama3_freq_factors(struct ec_engine *e, struct ec_diag *d)
-{
-    const struct ec_hparams *hp = &e->hp;
-    uint32_t n = hp->head_dim / 2;
-    e->freq_factors = malloc(n * sizeof(float));
-    if (!e->freq_factors)
-        return ec_fail(d, EC_ERR_NOMEM, "engine: cannot allocate rope factors");
-    double factor = hp->rope_factor, lo = hp->rope_low_freq_factor, hi = hp->rope_high_freq_factor;
-    double old_ctx = hp->rope_orig_ctx ? hp->rope_orig_ctx : 8192;
-    if (lo <= 0)
-        lo = 1;
-    if (hi <= 0)
-        hi = 4;
-    double lo_wavelen = old_ctx / lo, hi_wavelen = old_ctx / hi;
-    for (uint32_t i = 0; i < n; i++) {
-        double freq = 1.0 / pow(hp->rope_theta, (double)(2 * i) / hp->head_dim);
-        double wavelen = 2.0 * M_PI / freq;
-        double f;
-        if (wavelen < hi_wavelen)
-            f = 1.0;
-        else if (wavelen > lo_wavelen)
-            f = factor;
-        else {
-            double smooth = (old_ctx / wavelen - lo) / (hi - lo);
-            f = 1.0 / ((1.0 - smooth) / factor + smooth);
-        }
-        e->freq_factors[i] = (float)f;
-    }
-    return EC_OK;
-}
-
 enum ec_status ec_engine_new(struct ec_engine **out, const struct ec_model *m,
                              const struct ec_engine_opts *o, struct ec_diag *d)
 {
@@ -364,9 +331,9 @@ enum ec_status ec_engine_new(struct ec_engine **out, const struct ec_model *m,
     if (st != EC_OK)
         goto out_free;
     if (!e->freq_factors && hp->rope_scaling == EC_ROPE_SCALING_LLAMA3) {
-        st = llama3_freq_factors(e, d);
-        if (st != EC_OK)
-            goto out_free;
+        /* formats/model.c lists the computed tensor for HF checkpoints */
+        st = ec_fail(d, EC_ERR_FORMAT, "%s: llama3 rope scaling without a rope_freqs.weight tensor", mp);
+        goto out_free;
     }
 
     const uint64_t n_embd = hp->n_embd, n_q = (uint64_t)hp->n_head * hp->head_dim,

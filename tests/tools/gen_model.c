@@ -4,7 +4,8 @@
  *   edgec-genmodel OUT_DIR [--arch llama|mistral|qwen2 --hidden N --ffn N
  *                  --layers N --heads N --kv-heads N --head-dim N --vocab N
  *                  --ctx N --seed S --dtype f32|f16|bf16 --tied
- *                  --tokenizer spm|qwen2|llama-bpe --attn-bias --mlp-bias]
+ *                  --tokenizer spm|qwen2|llama-bpe --attn-bias --mlp-bias
+ *                  --rope-scaling none|linear|llama3]
  *
  * Writes config.json (LlamaForCausalLM, MistralForCausalLM or
  * Qwen2ForCausalLM), generation_config.json, tokenizer_config.json, the
@@ -12,7 +13,9 @@
  * (normal, std 0.02 for embeddings, 1/sqrt(fan_in) for projections, 0.1 for
  * biases, norms near 1). Qwen2 has q/k/v biases, as Qwen2Attention does;
  * --attn-bias (q/k/v/o) and --mlp-bias (gate/up/down) give Llama its
- * optional ones.
+ * optional ones. --rope-scaling linear sets factor 2; llama3 sets Llama 3.1's
+ * factors (8, low 1, high 4) with rope_theta 500000 and an original context
+ * of 64 tokens, so that the blended band falls inside short test texts.
  *
  * Tokenizers: "spm" (default for llama and mistral) is tokenizer.model, a
  * SentencePiece BPE ModelProto with byte fallback: <unk>, <s>, </s>, the 256
@@ -82,7 +85,7 @@ struct spec {
 
 struct cfg {
     long hidden, ffn, layers, heads, kv_heads, head_dim, vocab, ctx, seed;
-    const char *dtype, *arch, *tokenizer;
+    const char *dtype, *arch, *tokenizer, *rope_scaling;
     bool tied, attn_bias, mlp_bias;
     bool sparse; /* data left as holes except first/last element markers */
 };
@@ -652,7 +655,8 @@ out:
 int main(int argc, char **argv)
 {
     struct cfg c = {.hidden = 64, .ffn = 172, .layers = 2, .heads = 8, .kv_heads = 4, .head_dim = 0,
-                    .vocab = 512, .ctx = 512, .seed = 1, .dtype = "f32", .arch = "llama", .tokenizer = NULL};
+                    .vocab = 512, .ctx = 512, .seed = 1, .dtype = "f32", .arch = "llama", .tokenizer = NULL,
+                    .rope_scaling = "none"};
     bool help = false;
     const struct ec_opt opts[] = {
         {"arch", 0, EC_OPT_STRING, &c.arch, "A", "llama (default), mistral or qwen2"},
@@ -672,6 +676,9 @@ int main(int argc, char **argv)
          "spm (SentencePiece tokenizer.model), qwen2 or llama-bpe (byte-level BPE tokenizer.json); "
          "default qwen2 for --arch qwen2, else spm"},
         {"attn-bias", 0, EC_OPT_FLAG, &c.attn_bias, NULL, "llama: attention_bias (q/k/v/o biases)"},
+        {"rope-scaling", 0, EC_OPT_STRING, &c.rope_scaling, "S",
+         "none (default), linear (factor 2) or llama3 (Llama 3.1's factors, theta 500000, original "
+         "context 64)"},
         {"mlp-bias", 0, EC_OPT_FLAG, &c.mlp_bias, NULL, "llama: mlp_bias (gate/up/down biases)"},
         {"sparse", 0, EC_OPT_FLAG, &c.sparse, NULL,
          "sparse file: all zeros except tensor i's first element = i+1 and last = -(i+1) "
@@ -711,6 +718,9 @@ int main(int argc, char **argv)
         return die("--tokenizer: expected spm, qwen2 or llama-bpe, got ", c.tokenizer);
     if ((c.attn_bias || c.mlp_bias) && strcmp(c.arch, "llama") != 0)
         return die("", "--attn-bias and --mlp-bias are llama options (qwen2 always has q/k/v biases)");
+    const bool rs_linear = strcmp(c.rope_scaling, "linear") == 0, rs_llama3 = strcmp(c.rope_scaling, "llama3") == 0;
+    if (!rs_linear && !rs_llama3 && strcmp(c.rope_scaling, "none") != 0)
+        return die("--rope-scaling: expected none, linear or llama3, got ", c.rope_scaling);
     const bool explicit_hd = c.head_dim > 0;
     if (!explicit_hd && c.heads > 0 && c.hidden % c.heads == 0)
         c.head_dim = c.hidden / c.heads;
@@ -749,13 +759,18 @@ int main(int argc, char **argv)
              "  \"num_hidden_layers\": %ld,\n  \"hidden_act\": \"silu\",\n"
              "  \"rms_norm_eps\": %s,\n  \"vocab_size\": %ld,\n"
              "  \"max_position_embeddings\": %ld,\n  \"rope_theta\": %s,\n"
-             "  \"rope_scaling\": null,\n%s"
+             "  \"rope_scaling\": %s,\n%s"
              "  \"tie_word_embeddings\": %s,\n  \"bos_token_id\": %ld,\n  \"eos_token_id\": %ld,\n"
              "  \"torch_dtype\": \"%s\",\n  \"initializer_range\": 0.02\n}\n",
              qwen2 ? "Qwen2ForCausalLM" : mistral ? "MistralForCausalLM" : "LlamaForCausalLM",
              qwen2 ? "qwen2" : mistral ? "mistral" : "llama", c.hidden, c.ffn, c.heads, c.kv_heads, hd_line,
              c.layers, qwen2 ? "1e-06" : "1e-05", c.vocab, c.ctx,
-             qwen2 || mistral ? "1000000.0" : "10000.0", extra, c.tied ? "true" : "false", bos, eos,
+             qwen2 || mistral ? "1000000.0" : rs_llama3 ? "500000.0" : "10000.0",
+             rs_linear   ? "{\"type\": \"linear\", \"factor\": 2.0}"
+             : rs_llama3 ? "{\"factor\": 8.0, \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0, "
+                           "\"original_max_position_embeddings\": 64, \"rope_type\": \"llama3\"}"
+                         : "null",
+             extra, c.tied ? "true" : "false", bos, eos,
              dt == EC_F32 ? "float32" : dt == EC_F16 ? "float16" : "bfloat16");
     int rc = write_text(dir, "config.json", text);
     if (!rc) {

@@ -8,6 +8,7 @@
  * and the whole-file sha256.
  */
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -508,6 +509,77 @@ Test(convert, generated_model_converts_and_is_deterministic)
     cr_expect_str_eq(m.vocab.tokens[3], "<0x00>");
     cr_expect_eq(m.vocab.token_types[3], EC_TOK_BYTE);
     cr_expect_eq(m.hp.n_head_kv, 2);
+    ec_model_close(&m);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    cr_expect_eq(system(cmd), 0);
+    free(tmp);
+}
+
+/* Llama 3 rope scaling: the HF view lists rope_freqs.weight first, computed
+ * from config.json as llama.cpp's converter does (float32); convert writes
+ * it, the values follow the formula (checked here in double), and a pruned
+ * HF folder leaves it out of model.safetensors (its config.json gives it
+ * back). */
+Test(convert, llama3_rope_scaling_writes_rope_freqs)
+{
+    const char *gen = getenv("EDGEC_GENMODEL"), *bin = getenv("EDGEC_BIN");
+    if (!gen || !*gen || !bin || !*bin)
+        cr_skip_test("EDGEC_GENMODEL / EDGEC_BIN not set (run through meson test)");
+    char *tmp = ec_test_tmpdir();
+    char cmd[16384], dir[4096], out[4096];
+    snprintf(dir, sizeof dir, "%s/l3", tmp);
+    snprintf(cmd, sizeof cmd,
+             "'%s' '%s' --hidden 128 --ffn 256 --layers 1 --heads 2 --kv-heads 1 --tokenizer llama-bpe "
+             "--rope-scaling llama3 --tied --seed 3",
+             gen, dir);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    snprintf(out, sizeof out, "%s/l3.gguf", tmp);
+    struct ec_convert_opts o = {.input = dir, .output = out, .outtype = EC_F16};
+    struct ec_convert_result r;
+    struct ec_diag d;
+    ec_diag_clear(&d);
+    cr_assert_eq(ec_convert_run(&o, &r, &d), EC_OK, "%s", d.msg);
+    struct ec_model m;
+    cr_assert_eq(ec_model_open(&m, out, &d), EC_OK, "%s", d.msg);
+    const struct ec_model_tensor *t = &m.tensors[0];
+    cr_assert_str_eq(t->name, "rope_freqs.weight", "first tensor is %s", t->name);
+    cr_assert_eq(t->dtype, EC_F32);
+    cr_assert_eq(t->n_dims, 1);
+    cr_assert_eq(t->ne[0], 32); /* head_dim 64 / 2 */
+    float v[32];
+    memcpy(v, t->data, sizeof v);
+    /* theta 500000, factor 8, low 1, high 4, original context 64 (edgec-genmodel) */
+    int n_one = 0, n_factor = 0, n_blend = 0;
+    for (int i = 0; i < 32; i++) {
+        double freq = 1.0 / pow(500000.0, (2.0 * i) / 64.0), wl = 2.0 * M_PI / freq, want;
+        if (wl < 64.0 / 4.0)
+            want = 1.0, n_one++;
+        else if (wl > 64.0 / 1.0)
+            want = 8.0, n_factor++;
+        else {
+            double s = (64.0 / wl - 1.0) / 3.0;
+            want = 1.0 / ((1.0 - s) / 8.0 + s);
+            n_blend++;
+        }
+        cr_expect(fabs(v[i] - want) <= 1e-5 * want, "rope_freqs[%d] = %.9g, formula %.9g", i, (double)v[i], want);
+    }
+    cr_expect(n_one > 0 && n_factor > 0 && n_blend > 0, "all three bands: %d %d %d", n_one, n_factor, n_blend);
+    ec_model_close(&m);
+
+    /* a pruned HF folder: no rope_freqs in model.safetensors, computed again on open */
+    char pruned[4096];
+    snprintf(pruned, sizeof pruned, "%s/pruned", tmp);
+    snprintf(cmd, sizeof cmd, "'%s' prune '%s' -o '%s' --method magnitude --sparsity 0.5 -q >/dev/null", bin, dir,
+             pruned);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    struct ec_safetensors st;
+    cr_assert_eq(ec_safetensors_open(&st, pruned, &d), EC_OK, "%s", d.msg);
+    for (size_t i = 0; i < st.n_tensors; i++)
+        cr_expect(strstr(st.tensors[i].name, "rope_freqs") == NULL, "%s stored", st.tensors[i].name);
+    ec_safetensors_close(&st);
+    cr_assert_eq(ec_model_open(&m, pruned, &d), EC_OK, "%s", d.msg);
+    cr_expect_str_eq(m.tensors[0].name, "rope_freqs.weight");
+    cr_expect(memcmp(m.tensors[0].data, v, sizeof v) == 0, "the same values after the round trip");
     ec_model_close(&m);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
     cr_expect_eq(system(cmd), 0);
