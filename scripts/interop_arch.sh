@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Interop check for the Llama family beyond the shared checkpoints: Qwen2
 # (q/k/v biases, NEOX RoPE, byte-level BPE with Qwen2's split regex), Mistral
-# (head_dim != hidden / heads, tied embeddings, SentencePiece) and Llama with
-# attention and MLP biases and a Llama 3 byte-level BPE tokenizer.
+# (head_dim != hidden / heads, tied embeddings, SentencePiece), Llama with
+# attention and MLP biases, linear RoPE scaling and a Llama 3 byte-level BPE
+# tokenizer, and a Llama 3.2-style model (llama3 RoPE scaling, whose
+# rope_freqs.weight edgec computes, tied embeddings, GQA 4/1).
 #
 # edgec-genmodel writes each as a random HF checkpoint (BF16, F16 and F32
 # sources). edgec converts them (F32, F16, BF16), quantizes them (Q8_0,
@@ -52,10 +54,12 @@ common=(--hidden 256 --ffn 512 --layers 2 --seed 7)
 step "$gen" "$work/qwen2" --arch qwen2 --heads 4 --kv-heads 2 --dtype bf16 "${common[@]}"
 step "$gen" "$work/mistral" --arch mistral --heads 4 --kv-heads 1 --head-dim 96 --tied --dtype f16 "${common[@]}"
 step "$gen" "$work/llamabias" --arch llama --attn-bias --mlp-bias --tokenizer llama-bpe --heads 8 \
-    --kv-heads 2 "${common[@]}"
+    --kv-heads 2 --rope-scaling linear "${common[@]}"
+step "$gen" "$work/llama3" --arch llama --tokenizer llama-bpe --rope-scaling llama3 --tied --heads 4 \
+    --kv-heads 1 "${common[@]}"
 mkdir -p "$work/f" "$work/b" "$work/q"
 cal=(--calib "$work/calib.txt" --calib-samples 16 --calib-len 128 -q)
-for m in qwen2 mistral llamabias; do
+for m in qwen2 mistral llamabias llama3; do
     for t in f32 f16 bf16; do
         dir=f; [ $t = bf16 ] && dir=b
         step "$edgec" convert "$work/$m" -o "$work/$dir/$m-$t.gguf" --outtype $t -q
@@ -88,7 +92,7 @@ check f 0.95 2e-3 "F32, F16"
 check b 0.95 1e-2 "BF16"
 check q 0.90 5e-2 "quantized"
 n=$(ls "$work"/[fbq]/*.gguf 2>/dev/null | wc -l)
-[ "$n" -eq 30 ] || { echo "interop_arch: $n of 30 GGUF files were written" >&2; fail=1; }
-passed=$(grep -c "^PASS" "$work/log"); failed=$((30 - passed))
+[ "$n" -eq 39 ] || { echo "interop_arch: $n of 39 GGUF files were written" >&2; fail=1; }
+passed=$(grep -c "^PASS" "$work/log"); failed=$((39 - passed))
 echo "interop_arch: $passed passed, $failed failed"
-[ $fail -eq 0 ] && [ "$passed" -eq 30 ]
+[ $fail -eq 0 ] && [ "$passed" -eq 39 ]
