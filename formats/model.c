@@ -100,17 +100,27 @@ static bool is_plain_float(enum ec_dtype t)
 }
 
 
+/* Grow m->tensors (capacity *cap) so one more fits. */
+static bool room_for_one(struct ec_model *m, size_t *cap, struct ec_diag *d)
+{
+    if (m->n_tensors < *cap)
+        return true;
+    size_t nc = *cap ? *cap * 2 : 64;
+    struct ec_model_tensor *nt = realloc(m->tensors, nc * sizeof *nt);
+    if (!nt) {
+        ec_fail(d, EC_ERR_NOMEM, "%s: out of memory listing tensors", m->path);
+        return false;
+    }
+    m->tensors = nt;
+    *cap = nc;
+    return true;
+}
+
 static enum ec_status add_tensor(struct ec_model *m, size_t *cap, const struct ec_st_tensor *st,
                                  const char *gguf_name, struct ec_diag *d)
 {
-    if (m->n_tensors == *cap) {
-        size_t nc = *cap ? *cap * 2 : 64;
-        struct ec_model_tensor *nt = realloc(m->tensors, nc * sizeof *nt);
-        if (!nt)
-            return ec_fail(d, EC_ERR_NOMEM, "%s: out of memory listing tensors", m->path);
-        m->tensors = nt;
-        *cap = nc;
-    }
+    if (!room_for_one(m, cap, d))
+        return EC_ERR_NOMEM;
     struct ec_model_tensor *t = &m->tensors[m->n_tensors];
     memset(t, 0, sizeof *t);
     t->name = strdup(gguf_name);
@@ -175,14 +185,8 @@ static enum ec_status add_llama3_rope_freqs(struct ec_model *m, size_t *cap, con
         }
         m->rope_freqs[i] = v;
     }
-    if (m->n_tensors == *cap) {
-        size_t nc = *cap ? *cap * 2 : 64;
-        struct ec_model_tensor *nt = realloc(m->tensors, nc * sizeof *nt);
-        if (!nt)
-            return ec_fail(d, EC_ERR_NOMEM, "%s: out of memory listing tensors", m->path);
-        m->tensors = nt;
-        *cap = nc;
-    }
+    if (!room_for_one(m, cap, d))
+        return EC_ERR_NOMEM;
     memmove(m->tensors + 1, m->tensors, m->n_tensors * sizeof *m->tensors);
     struct ec_model_tensor *t = &m->tensors[0];
     memset(t, 0, sizeof *t);

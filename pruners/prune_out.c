@@ -137,28 +137,20 @@ static enum ec_status write_bytes(struct ec_pout *p, const void *b, size_t n, st
     return p->gguf ? ec_gguf_writer_write(p->gw, b, n, d) : ec_st_writer_write(p->sw, b, n, d);
 }
 
-/* GGUF (interleaved) rows -> HF rotate_half rows, heads of R rows */
-static void unpermute_rows(const float *src, float *dst, uint64_t n_rows, uint64_t row_elems,
-                           uint32_t heads)
+/* q/k rows between HF's rotate_half layout and llama.cpp's interleaved one,
+ * heads of R rows: interleaved row h R + 2i + j is rotate_half row
+ * h R + j R/2 + i. to_interleaved: HF -> GGUF (llama.cpp's converter
+ * permutation), else GGUF -> HF. */
+static void reorder_rows(const float *src, float *dst, uint64_t n_rows, uint64_t row_elems, uint32_t heads,
+                         bool to_interleaved)
 {
     uint64_t R = n_rows / heads, half = R / 2;
     for (uint64_t r = 0; r < n_rows; r++) {
         uint64_t h = r / R, k = r % R, i = k / 2, j = k % 2;
-        uint64_t dr = h * R + j * half + i;
-        memcpy(dst + dr * row_elems, src + r * row_elems, row_elems * sizeof(float));
-    }
-}
-
-/* HF rotate_half rows -> GGUF (interleaved) rows, as llama.cpp's converter
- * permutes Llama's q/k: interleaved row 2i + j of a head is its row j R/2 + i */
-static void permute_rows(const float *src, float *dst, uint64_t n_rows, uint64_t row_elems,
-                         uint32_t heads)
-{
-    uint64_t R = n_rows / heads, half = R / 2;
-    for (uint64_t r = 0; r < n_rows; r++) {
-        uint64_t h = r / R, k = r % R, i = k / 2, j = k % 2;
-        uint64_t sr = h * R + j * half + i;
-        memcpy(dst + r * row_elems, src + sr * row_elems, row_elems * sizeof(float));
+        uint64_t hf = h * R + j * half + i;
+        const float *from = src + (to_interleaved ? hf : r) * row_elems;
+        float *to = dst + (to_interleaved ? r : hf) * row_elems;
+        memcpy(to, from, row_elems * sizeof(float));
     }
 }
 
@@ -185,10 +177,7 @@ enum ec_status ec_pout_write_f32(struct ec_pout *p, float *f32, struct ec_diag *
         uint32_t heads = is_q ? p->hp.n_head : p->hp.n_head_kv;
         uint64_t rows = e->n_dims >= 2 ? e->ne[1] : e->ne[0];
         uint64_t row_elems = e->n_dims >= 2 ? e->ne[0] : 1;
-        if (to_hf)
-            unpermute_rows(f32, p->buf, rows, row_elems, heads);
-        else
-            permute_rows(f32, p->buf, rows, row_elems, heads);
+        reorder_rows(f32, p->buf, rows, row_elems, heads, to_llama);
         memcpy(f32, p->buf, need);
     }
     switch (e->type) {

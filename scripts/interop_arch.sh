@@ -27,22 +27,14 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-skip() {
-    echo "interop_arch: SKIP: $*"
-    [ "${CI:-}" = "true" ] && { echo "interop_arch: failing because CI=true" >&2; exit 1; }
-    exit 0
-}
+interop_name=interop_arch
+. scripts/interop/setup.sh
 edgec="${EDGEC_BIN:-$root/build/edgec}"
 top="${EDGEC_TOP:-$root/build/tests/tools/edgec-engine-top}"
 gen="${EDGEC_GENMODEL:-$root/build/tests/tools/edgec-genmodel}"
 [ -x "$edgec" ] && [ -x "$top" ] && [ -x "$gen" ] ||
     { echo "interop_arch: build first (ninja -C build)" >&2; exit 4; }
-command -v node >/dev/null && command -v npm >/dev/null || skip "node/npm not installed"
-if [ ! -d scripts/interop/node_modules/node-llama-cpp ]; then
-    (cd scripts/interop && NODE_LLAMA_CPP_SKIP_DOWNLOAD=true npm install --no-audit --no-fund \
-        --ignore-scripts >/tmp/edgec-interop-npm.log 2>&1) ||
-        skip "npm install failed (see /tmp/edgec-interop-npm.log)"
-fi
+need_node_llama_cpp
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 work=$(mktemp -d "${TMPDIR:-/tmp}/edgec-interop-arch-XXXXXX")
 trap 'rm -rf "$work"' EXIT

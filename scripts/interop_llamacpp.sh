@@ -14,14 +14,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-skip() {
-    echo "interop: SKIP: $*"
-    if [ "${CI:-}" = "true" ]; then
-        echo "interop: failing because CI=true" >&2
-        exit 1
-    fi
-    exit 0
-}
+interop_name=interop
+. scripts/interop/setup.sh
 
 shared="${EDGEC_SHARED:-$(cd .. && pwd)/shared}"
 [ -d "$shared/models" ] || skip "shared test material not found (set EDGEC_SHARED)"
@@ -34,16 +28,7 @@ if [ ! -x "$edgec" ]; then
 fi
 [ -x "$edgec" ] || { echo "interop: no edgec binary at $edgec" >&2; exit 4; }
 
-command -v node >/dev/null && command -v npm >/dev/null || skip "node/npm not installed"
-if [ ! -d scripts/interop/node_modules/node-llama-cpp ]; then
-    # NODE_LLAMA_CPP_SKIP_DOWNLOAD: the postinstall step must not fetch or
-    # build llama.cpp; the prebuilt @node-llama-cpp/linux-x64 package is used.
-    # `npm ci` refuses this lock file under npm 11 (optional platform packages),
-    # `npm install` honours the lock and works.
-    (cd scripts/interop && NODE_LLAMA_CPP_SKIP_DOWNLOAD=true npm install --no-audit --no-fund \
-        --ignore-scripts >/tmp/edgec-interop-npm.log 2>&1) ||
-        skip "npm install failed (see /tmp/edgec-interop-npm.log)"
-fi
+need_node_llama_cpp
 
 # quantized types checked besides the converted f32/f16/bf16 files
 QTYPES=${EDGEC_INTEROP_QTYPES:-Q8_0 Q6_K Q5_K_M Q5_K_S Q5_1 Q5_0 Q4_K_M Q4_K_S Q4_1 Q4_0 IQ4_NL IQ4_XS Q3_K_L Q3_K_M Q3_K_S Q2_K}

@@ -15,22 +15,14 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-skip() {
-    echo "interop_prune: SKIP: $*"
-    [ "${CI:-}" = "true" ] && { echo "interop_prune: failing because CI=true" >&2; exit 1; }
-    exit 0
-}
+interop_name=interop_prune
+. scripts/interop/setup.sh
 shared="${EDGEC_SHARED:-$(cd .. && pwd)/shared}"
 [ -d "$shared/models" ] || skip "shared test material not found (set EDGEC_SHARED)"
 edgec="${EDGEC_BIN:-$root/build/edgec}"
 top="${EDGEC_TOP:-$root/build/tests/tools/edgec-engine-top}"
 [ -x "$edgec" ] && [ -x "$top" ] || { echo "interop_prune: build first (ninja -C build)" >&2; exit 4; }
-command -v node >/dev/null && command -v npm >/dev/null || skip "node/npm not installed"
-if [ ! -d scripts/interop/node_modules/node-llama-cpp ]; then
-    (cd scripts/interop && NODE_LLAMA_CPP_SKIP_DOWNLOAD=true npm install --no-audit --no-fund \
-        --ignore-scripts >/tmp/edgec-interop-npm.log 2>&1) ||
-        skip "npm install failed (see /tmp/edgec-interop-npm.log)"
-fi
+need_node_llama_cpp
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 work=$(mktemp -d "${TMPDIR:-/tmp}/edgec-interop-prune-XXXXXX")
 trap 'rm -rf "$work"' EXIT

@@ -15,6 +15,8 @@ import fs from "node:fs";
 import path from "node:path";
 import process from "node:process";
 
+import {loadLlama} from "./llama.mjs";
+
 const args = process.argv.slice(2);
 function arg(name, def) {
     const i = args.indexOf(name);
@@ -122,30 +124,7 @@ function expectations(model, type) {
     return null;
 }
 
-let getLlama, LlamaLogLevel;
-try {
-    ({getLlama, LlamaLogLevel} = await import("node-llama-cpp"));
-} catch (e) {
-    console.log(`SKIP: node-llama-cpp is not installed (${e.message.split("\n")[0]})`);
-    process.exit(77);
-}
-
-let llama;
-try {
-    // build "never" + usePrebuiltBinaries: only the binaries shipped in
-    // @node-llama-cpp/linux-x64 are used, nothing is compiled or downloaded.
-    llama = await getLlama({
-        build: "never",
-        usePrebuiltBinaries: true,
-        skipDownload: true,
-        gpu: false,
-        progressLogs: false,
-        logLevel: LlamaLogLevel.error,
-    });
-} catch (e) {
-    console.log(`SKIP: no usable prebuilt llama.cpp binary (${e.message.split("\n")[0]})`);
-    process.exit(77);
-}
+const llama = await loadLlama();
 
 const results = [];
 let failures = 0;

@@ -22,6 +22,8 @@ import fs from "node:fs";
 import path from "node:path";
 import process from "node:process";
 
+import {loadLlama} from "./llama.mjs";
+
 const args = process.argv.slice(2);
 function arg(name, def) {
     const i = args.indexOf(name);
@@ -37,21 +39,7 @@ if (!dir) {
 }
 const text = textFile ? fs.readFileSync(textFile, "utf8") : null;
 
-let getLlama, LlamaLogLevel;
-try {
-    ({getLlama, LlamaLogLevel} = await import("node-llama-cpp"));
-} catch (e) {
-    console.log(`SKIP: node-llama-cpp is not installed (${e.message.split("\n")[0]})`);
-    process.exit(77);
-}
-let llama;
-try {
-    llama = await getLlama({build: "never", usePrebuiltBinaries: true, skipDownload: true,
-                            gpu: false, progressLogs: false, logLevel: LlamaLogLevel.error});
-} catch (e) {
-    console.log(`SKIP: no usable prebuilt llama.cpp binary (${e.message.split("\n")[0]})`);
-    process.exit(77);
-}
+const llama = await loadLlama();
 
 let failures = 0, total = 0;
 for (const f of fs.readdirSync(dir).filter((x) => x.endsWith(".gguf")).sort()) {
