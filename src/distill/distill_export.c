@@ -364,7 +364,7 @@ static enum ec_status write_shard(struct ctx *c, uint32_t si, const char *path,
         const uint64_t seq = ex.first_seq + s;
         int32_t *win = c->in_ids + (uint64_t)s * L;
         memcpy(win, c->tokens + seq * L, (size_t)L * sizeof *win);
-        if (c->m.vocab.bos_id >= 0)
+        if (c->m.vocab.bos_id >= 0 && ec_vocab_adds_bos(&c->m.vocab))
             win[0] = c->m.vocab.bos_id;
         ec_engine_reset(c->e);
         if ((st = ec_engine_eval(c->e, win, L, c->logits, 0, d)) != EC_OK) {
@@ -530,7 +530,7 @@ static cJSON *build_manifest(const struct ctx *c, const struct shard_final *fin)
     cJSON_AddNumberToObject(tk, "n_tokens", m->vocab.n_tokens);
     cJSON_AddNumberToObject(tk, "bos_id", m->vocab.bos_id);
     cJSON_AddNumberToObject(tk, "eos_id", m->vocab.eos_id);
-    cJSON_AddBoolToObject(tk, "add_bos", m->vocab.add_bos);
+    cJSON_AddBoolToObject(tk, "add_bos", ec_vocab_adds_bos(&m->vocab));
     cJSON *in = cJSON_AddObjectToObject(j, "input");
     cJSON_AddStringToObject(in, "kind", o->tokens_path ? "tokens" : "text");
     cJSON_AddStringToObject(in, "path", o->tokens_path ? o->tokens_path : o->text_path);

@@ -172,7 +172,8 @@ static void check_against_engine(const struct paths *p, const char *dir, double 
         for (uint32_t q = 0; q < man.shards[s].n_seqs; q++) {
             uint64_t seq = man.shards[s].first_seq + q;
             memcpy(win, ids + seq * L, L * sizeof *win);
-            win[0] = m.vocab.bos_id;
+            if (ec_vocab_adds_bos(&m.vocab)) /* as llama-perplexity's chunks */
+                win[0] = m.vocab.bos_id;
             ec_engine_reset(e);
             cr_assert_eq(ec_engine_eval(e, win, L, logits, 0, &d), EC_OK, "%s", d.msg);
             for (uint32_t i = 0; i < L; i++) {
@@ -255,6 +256,46 @@ Test(distill, stored_logprobs_equal_engine_softmax_within_the_grid)
     cr_assert(bpt <= 150.0, "%.2f bytes per token exceeds 150", bpt);
     check_against_engine(&p, dir, 1.0);
     rm_tree(dir);
+    free_paths(&p);
+}
+
+/* A Qwen2 teacher (byte-level BPE, no BOS added): windows keep the text's
+ * first token instead of a BOS, and the stored log-probabilities still equal
+ * the engine's (with q/k/v biases and NEOX RoPE). */
+Test(distill, qwen2_teacher_windows_start_without_bos)
+{
+    const char *gen = getenv("EDGEC_GENMODEL"), *root = getenv("EDGEC_SOURCE_ROOT");
+    if (!gen || !*gen || !root || !*root)
+        cr_skip_test("EDGEC_GENMODEL / EDGEC_SOURCE_ROOT not set (run through meson test)");
+    char *tmp = ec_test_tmpdir(), cmd[8192];
+    struct paths p = {.teacher = join(tmp, "qwen2"), .text = NULL};
+    char *text_rel = join(root, "tests/data/arch_text.txt");
+    p.text = text_rel;
+    snprintf(cmd, sizeof cmd, "'%s' '%s' --arch qwen2 --hidden 64 --ffn 128 --heads 4 --kv-heads 2 --tied --seed 9",
+             gen, p.teacher);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    char *dir = join(tmp, "out");
+    struct ec_distill_result r;
+    struct ec_diag d;
+    cr_assert_eq(run_export(&p, dir, 32, 8, 1.0, 4, 64, 0, false, &r, &d), EC_OK, "%s", d.msg);
+    cr_assert_eq(r.n_tokens, 4 * 32);
+    struct ec_distill_manifest man;
+    cr_assert_eq(ec_distill_verify(dir, &man, &d), EC_OK, "%s", d.msg);
+    struct ec_distill_records rec;
+    cr_assert_eq(ec_distill_shard_read(&man, 0, &rec, &d), EC_OK, "%s", d.msg);
+    struct ec_model m;
+    cr_assert_eq(ec_model_open(&m, p.teacher, &d), EC_OK, "%s", d.msg);
+    cr_assert(m.vocab.bos_id >= 0 && !ec_vocab_adds_bos(&m.vocab));
+    for (uint32_t q = 0; q < man.shards[0].n_seqs; q++)
+        cr_expect_neq(rec.input_ids[(uint64_t)q * 32], m.vocab.bos_id, "window %u starts with BOS", q);
+    ec_model_close(&m);
+    ec_distill_records_release(&rec);
+    ec_distill_manifest_release(&man);
+    check_against_engine(&p, dir, 1.0);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    cr_expect_eq(system(cmd), 0);
+    free(dir);
+    free(tmp);
     free_paths(&p);
 }
 
