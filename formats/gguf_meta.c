@@ -570,28 +570,29 @@ static enum ec_status write_params(const struct ec_model *m, struct ec_gguf_writ
         (s = ec_gguf_writer_add_u32(w, "general.file_type", file_type, d)))
         return s;
 
-    const cJSON *rs = jget(cfg, "rope_scaling");
-    const cJSON *rs_factor = cJSON_IsObject(rs) ? jget(rs, "factor") : NULL;
-    const cJSON *rs_type = cJSON_IsObject(rs) ? jget(rs, "type") : NULL;
-    if (m->hp.family != EC_ARCH_QWEN2) {
+    /* rope scaling from the parsed hyper-parameters (rope_type or type):
+     * linear and yarn as keys, for every family as the current converter
+     * writes them; llama3 has no key, its rope_freqs.weight tensor carries it
+     * (formats/model.c) */
+    const struct ec_hparams *hp = &m->hp;
+    char key[96];
+    if (hp->family != EC_ARCH_QWEN2) {
         if ((s = add_u32_key(w, a, "vocab_size", jget(cfg, "vocab_size"), cfg_path, d)))
             return s;
         if ((s = ec_gguf_writer_add_u32(w, "llama.rope.dimension_count",
-                                        jget(cfg, "head_dim") ? m->hp.head_dim
-                                                              : m->hp.n_embd / m->hp.n_head,
-                                        d)))
+                                        jget(cfg, "head_dim") ? hp->head_dim : hp->n_embd / hp->n_head, d)))
             return s;
-        if (rs_factor && cJSON_IsString(rs_type) && strcmp(rs_type->valuestring, "linear") == 0) {
-            if ((s = ec_gguf_writer_add_str(w, "llama.rope.scaling.type", "linear", d)) ||
-                (s = add_f32_key(w, a, "rope.scaling.factor", rs_factor, d)))
-                return s;
-        }
-        /* llama3: no key; the rope_freqs.weight tensor carries it (formats/model.c) */
-    } else if (rs_factor && cJSON_IsString(rs_type) && strcmp(rs_type->valuestring, "yarn") == 0) {
-        if ((s = ec_gguf_writer_add_str(w, "qwen2.rope.scaling.type", "yarn", d)) ||
-            (s = add_f32_key(w, a, "rope.scaling.factor", rs_factor, d)) ||
-            (s = add_u32_key(w, a, "rope.scaling.original_context_length",
-                             jget(rs, "original_max_position_embeddings"), cfg_path, d)))
+    }
+    if (hp->rope_scaling == EC_ROPE_SCALING_LINEAR || hp->rope_scaling == EC_ROPE_SCALING_YARN) {
+        const bool yarn = hp->rope_scaling == EC_ROPE_SCALING_YARN;
+        snprintf(key, sizeof key, "%s.rope.scaling.type", a);
+        if ((s = ec_gguf_writer_add_str(w, key, yarn ? "yarn" : "linear", d)))
+            return s;
+        snprintf(key, sizeof key, "%s.rope.scaling.factor", a);
+        if ((s = ec_gguf_writer_add_f32(w, key, hp->rope_factor, d)))
+            return s;
+        snprintf(key, sizeof key, "%s.rope.scaling.original_context_length", a);
+        if (yarn && hp->rope_orig_ctx && (s = ec_gguf_writer_add_u32(w, key, hp->rope_orig_ctx, d)))
             return s;
     }
     return EC_OK;

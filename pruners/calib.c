@@ -304,11 +304,10 @@ enum ec_status ec_calib_fwd_new(struct ec_calib_fwd **out, const struct ec_hpara
                                 int n_threads, struct ec_diag *d)
 {
     *out = NULL;
-    if (hp->rope_scaling != EC_ROPE_SCALING_NONE && hp->rope_scaling != EC_ROPE_SCALING_LINEAR &&
-        !(hp->rope_scaling == EC_ROPE_SCALING_LLAMA3 && freq_factors))
-        return ec_fail(d, EC_ERR_UNSUPPORTED,
-                       "prune: rope scaling type %d is not supported by the calibration pass",
-                       (int)hp->rope_scaling);
+    struct ec_rope rope;
+    enum ec_status st = ec_rope_init(&rope, hp, freq_factors, "prune: calibration pass", d);
+    if (st != EC_OK)
+        return st;
     if (hp->head_dim == 0 || hp->head_dim % 2 || hp->n_head_kv == 0 ||
         hp->n_head % hp->n_head_kv)
         return ec_fail(d, EC_ERR_FORMAT, "prune: inconsistent head counts (%u heads, %u kv, dim %u)",
@@ -346,23 +345,8 @@ enum ec_status ec_calib_fwd_new(struct ec_calib_fwd **out, const struct ec_hpara
         return ec_fail(d, EC_ERR_NOMEM, "prune: cannot allocate activations for %lld tokens",
                        (long long)max_tok);
     }
-    /* rope cache as the engine's rope_cache() at pos0 = 0 */
-    const uint32_t n_rot = hp->head_dim;
-    const float theta_scale = powf(hp->rope_theta, -2.0f / (float)n_rot);
-    const float freq_scale = hp->rope_scaling == EC_ROPE_SCALING_LINEAR && hp->rope_factor > 0
-                                 ? 1.0f / hp->rope_factor
-                                 : 1.0f;
-    for (int64_t t = 0; t < max_tok; t++) {
-        float *cs = f->rope_cs + t * n_rot;
-        float theta = (float)(uint32_t)t;
-        for (uint32_t i0 = 0; i0 < n_rot; i0 += 2) {
-            float ff = freq_factors ? freq_factors[i0 / 2] : 1.0f;
-            float th = freq_scale * (theta / ff);
-            cs[i0] = cosf(th);
-            cs[i0 + 1] = sinf(th);
-            theta *= theta_scale;
-        }
-    }
+    /* the engine's rope cache at pos0 = 0 */
+    ec_rope_cache(&rope, 0, max_tok, f->rope_cs);
     *out = f;
     return EC_OK;
 }

@@ -163,6 +163,25 @@ void ec_attention_item(const float *q, const float *k, const float *v, size_t st
 void ec_silu_mul_row(float *g, const float *up, int64_t n);
 void ec_rope_rotate(float *p, const float *cs, uint32_t hd, bool neox);
 
+/* Rotary position embedding as llama.cpp sets it up for the hyper-parameters
+ * (llama_context's yarn defaults, ggml_rope_yarn_corr_dims,
+ * ggml_rope_cache_init): theta_scale = theta^(-2/n_rot); linear scaling
+ * divides the angles by the factor; llama3 divides each frequency by
+ * freq_factors (rope_freqs.weight, required); YaRN (ext_factor 1, beta_fast
+ * 32, beta_slow 1, original context from the hyper-parameters or n_ctx_train)
+ * blends interpolated and extrapolated angles per dimension and scales cos/sin
+ * by attn_factor (1 + 0.1 ln factor), net of the factor llama_context cancels.
+ * ec_rope_init fails on a scaling type it cannot apply. ec_rope_cache fills
+ * cs[t][n_rot] with (cos, sin) pairs for positions pos0 .. pos0 + n - 1. */
+struct ec_rope {
+    uint32_t n_rot;
+    float theta_scale, freq_scale, ext_factor, attn_factor, corr_dims[2];
+    const float *freq_factors; /* borrowed, n_rot / 2, or NULL */
+};
+enum ec_status ec_rope_init(struct ec_rope *r, const struct ec_hparams *hp, const float *freq_factors,
+                            const char *what, struct ec_diag *d);
+void ec_rope_cache(const struct ec_rope *r, uint32_t pos0, int64_t n, float *cs);
+
 /* y[i] = ggml-cpu's vector expf of x[i] (the engine's softmax and SiLU use
  * it), at the given level (0 scalar definition, 1 AVX2, 2 AVX-512 where
  * present). */

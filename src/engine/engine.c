@@ -55,7 +55,7 @@ struct ec_engine {
     struct ec_hparams hp;
     struct ec_engine_opts o;
     bool neox;            /* qwen2: rotate halves; llama: adjacent pairs */
-    float freq_scale;     /* 1 / linear factor */
+    struct ec_rope rope;  /* RoPE set-up (src/engine/rope.c) */
     float *freq_factors;  /* [head_dim/2] divisors of the angle (llama3), or NULL */
     struct eng_lin tok_embd;
     struct eng_lin output;
@@ -314,27 +314,11 @@ enum ec_status ec_engine_new(struct ec_engine **out, const struct ec_model *m,
                      hp->n_vocab, hp->n_ff);
         goto out_free;
     }
-    e->freq_scale = 1.0f;
-    switch (hp->rope_scaling) {
-    case EC_ROPE_SCALING_NONE: break;
-    case EC_ROPE_SCALING_LINEAR:
-        if (hp->rope_factor > 0)
-            e->freq_scale = 1.0f / hp->rope_factor;
-        break;
-    case EC_ROPE_SCALING_LLAMA3: break; /* below */
-    default:
-        st = ec_fail(d, EC_ERR_UNSUPPORTED, "%s: rope scaling type %d (yarn) is not supported",
-                     mp, (int)hp->rope_scaling);
-        goto out_free;
-    }
     st = load_vec(m, "rope_freqs.weight", hp->head_dim / 2, false, &e->freq_factors, d);
     if (st != EC_OK)
         goto out_free;
-    if (!e->freq_factors && hp->rope_scaling == EC_ROPE_SCALING_LLAMA3) {
-        /* formats/model.c lists the computed tensor for HF checkpoints */
-        st = ec_fail(d, EC_ERR_FORMAT, "%s: llama3 rope scaling without a rope_freqs.weight tensor", mp);
+    if ((st = ec_rope_init(&e->rope, hp, e->freq_factors, mp, d)) != EC_OK)
         goto out_free;
-    }
 
     const uint64_t n_embd = hp->n_embd, n_q = (uint64_t)hp->n_head * hp->head_dim,
                    n_kv = (uint64_t)hp->n_head_kv * hp->head_dim, n_ff = hp->n_ff;
@@ -600,24 +584,6 @@ static void rms_norm(const float *x, const float *w, int64_t n_tok, int64_t n, f
         const float scale = 1.0f / sqrtf(mean + eps);
         for (int64_t i = 0; i < n; i++)
             yt[i] = (xt[i] * scale) * w[i];
-    }
-}
-
-/* cos/sin per rotated pair for each token position (ggml_rope_cache_init) */
-static void rope_cache(const struct ec_engine *e, int64_t n, uint32_t pos0)
-{
-    const uint32_t n_rot = e->hp.head_dim;
-    const float theta_scale = powf(e->hp.rope_theta, -2.0f / (float)n_rot);
-    for (int64_t t = 0; t < n; t++) {
-        float *cs = e->rope_cs + t * n_rot;
-        float theta = (float)(pos0 + (uint32_t)t);
-        for (uint32_t i0 = 0; i0 < n_rot; i0 += 2) {
-            float ff = e->freq_factors ? e->freq_factors[i0 / 2] : 1.0f;
-            float th = e->freq_scale * (theta / ff);
-            cs[i0] = cosf(th);
-            cs[i0 + 1] = sinf(th);
-            theta *= theta_scale;
-        }
     }
 }
 
@@ -1162,7 +1128,7 @@ enum ec_status ec_engine_eval(struct ec_engine *e, const int32_t *tokens, int64_
         else
             ec_dtype_traits(w->type)->to_f32(row, xt, n_embd);
     }
-    rope_cache(e, n, pos0);
+    ec_rope_cache(&e->rope, pos0, n, e->rope_cs);
 
     for (uint32_t il = 0; il < hp->n_layer; il++) {
         struct eng_layer *L = &e->layers[il];

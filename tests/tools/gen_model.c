@@ -5,7 +5,7 @@
  *                  --layers N --heads N --kv-heads N --head-dim N --vocab N
  *                  --ctx N --seed S --dtype f32|f16|bf16 --tied
  *                  --tokenizer spm|qwen2|llama-bpe --attn-bias --mlp-bias
- *                  --rope-scaling none|linear|llama3]
+ *                  --rope-scaling none|linear|llama3|yarn]
  *
  * Writes config.json (LlamaForCausalLM, MistralForCausalLM or
  * Qwen2ForCausalLM), generation_config.json, tokenizer_config.json, the
@@ -15,7 +15,8 @@
  * --attn-bias (q/k/v/o) and --mlp-bias (gate/up/down) give Llama its
  * optional ones. --rope-scaling linear sets factor 2; llama3 sets Llama 3.1's
  * factors (8, low 1, high 4) with rope_theta 500000 and an original context
- * of 64 tokens, so that the blended band falls inside short test texts.
+ * of 64 tokens, so that the blended band falls inside short test texts;
+ * yarn sets Qwen2.5's form with factor 4 and an original context of 64.
  *
  * Tokenizers: "spm" (default for llama and mistral) is tokenizer.model, a
  * SentencePiece BPE ModelProto with byte fallback: <unk>, <s>, </s>, the 256
@@ -677,8 +678,8 @@ int main(int argc, char **argv)
          "default qwen2 for --arch qwen2, else spm"},
         {"attn-bias", 0, EC_OPT_FLAG, &c.attn_bias, NULL, "llama: attention_bias (q/k/v/o biases)"},
         {"rope-scaling", 0, EC_OPT_STRING, &c.rope_scaling, "S",
-         "none (default), linear (factor 2) or llama3 (Llama 3.1's factors, theta 500000, original "
-         "context 64)"},
+         "none (default), linear (factor 2), llama3 (Llama 3.1's factors, theta 500000, original "
+         "context 64) or yarn (factor 4, original context 64)"},
         {"mlp-bias", 0, EC_OPT_FLAG, &c.mlp_bias, NULL, "llama: mlp_bias (gate/up/down biases)"},
         {"sparse", 0, EC_OPT_FLAG, &c.sparse, NULL,
          "sparse file: all zeros except tensor i's first element = i+1 and last = -(i+1) "
@@ -718,9 +719,10 @@ int main(int argc, char **argv)
         return die("--tokenizer: expected spm, qwen2 or llama-bpe, got ", c.tokenizer);
     if ((c.attn_bias || c.mlp_bias) && strcmp(c.arch, "llama") != 0)
         return die("", "--attn-bias and --mlp-bias are llama options (qwen2 always has q/k/v biases)");
-    const bool rs_linear = strcmp(c.rope_scaling, "linear") == 0, rs_llama3 = strcmp(c.rope_scaling, "llama3") == 0;
-    if (!rs_linear && !rs_llama3 && strcmp(c.rope_scaling, "none") != 0)
-        return die("--rope-scaling: expected none, linear or llama3, got ", c.rope_scaling);
+    const bool rs_linear = strcmp(c.rope_scaling, "linear") == 0, rs_llama3 = strcmp(c.rope_scaling, "llama3") == 0,
+               rs_yarn = strcmp(c.rope_scaling, "yarn") == 0;
+    if (!rs_linear && !rs_llama3 && !rs_yarn && strcmp(c.rope_scaling, "none") != 0)
+        return die("--rope-scaling: expected none, linear, llama3 or yarn, got ", c.rope_scaling);
     const bool explicit_hd = c.head_dim > 0;
     if (!explicit_hd && c.heads > 0 && c.hidden % c.heads == 0)
         c.head_dim = c.hidden / c.heads;
@@ -766,7 +768,8 @@ int main(int argc, char **argv)
              qwen2 ? "qwen2" : mistral ? "mistral" : "llama", c.hidden, c.ffn, c.heads, c.kv_heads, hd_line,
              c.layers, qwen2 ? "1e-06" : "1e-05", c.vocab, c.ctx,
              qwen2 || mistral ? "1000000.0" : rs_llama3 ? "500000.0" : "10000.0",
-             rs_linear   ? "{\"type\": \"linear\", \"factor\": 2.0}"
+             rs_linear ? "{\"type\": \"linear\", \"factor\": 2.0}"
+             : rs_yarn ? "{\"type\": \"yarn\", \"factor\": 4.0, \"original_max_position_embeddings\": 64}"
              : rs_llama3 ? "{\"factor\": 8.0, \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0, "
                            "\"original_max_position_embeddings\": 64, \"rope_type\": \"llama3\"}"
                          : "null",

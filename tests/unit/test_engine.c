@@ -1171,3 +1171,63 @@ Test(engine, qdot_levels_agree_on_zero_tied_and_nonfinite_activations)
     free(y0);
     free(y1);
 }
+
+/* RoPE set-up: YaRN's cos/sin cache against the formula in double (ggml's
+ * rope_yarn with llama_context's defaults: ext_factor 1, beta 32 / 1, net
+ * magnitude 1 + 0.1 ln factor); no scaling gives plain cos/sin bit for bit as
+ * before; llama3 without its tensor and unknown types are refused. */
+Test(engine, rope_cache_yarn_follows_the_formula)
+{
+    struct ec_hparams hp;
+    memset(&hp, 0, sizeof hp);
+    hp.head_dim = 64;
+    hp.rope_theta = 1000000.0f;
+    hp.n_ctx_train = 512;
+    hp.rope_scaling = EC_ROPE_SCALING_YARN;
+    hp.rope_factor = 4.0f;
+    hp.rope_orig_ctx = 64;
+    struct ec_rope r;
+    struct ec_diag d;
+    ec_diag_clear(&d);
+    cr_assert_eq(ec_rope_init(&r, &hp, NULL, "test", &d), EC_OK, "%s", d.msg);
+    double corr_fast = 64.0 * log(64.0 / (32.0 * 2 * M_PI)) / (2 * log(1e6));
+    double corr_slow = 64.0 * log(64.0 / (1.0 * 2 * M_PI)) / (2 * log(1e6));
+    double lo = fmax(0.0, floor(corr_fast)), hi = fmin(63.0, ceil(corr_slow));
+    cr_expect_eq(r.corr_dims[0], (float)lo);
+    cr_expect_eq(r.corr_dims[1], (float)hi);
+    cr_expect(lo < hi && hi < 63, "a blended band inside the head: %g .. %g", lo, hi);
+    cr_expect(fabsf(r.attn_factor - 1.0f) < 1e-6f, "attn_factor %g", (double)r.attn_factor);
+    const int n_pos = 100;
+    float *cs = malloc((size_t)n_pos * 64 * sizeof *cs);
+    ec_rope_cache(&r, 0, n_pos, cs);
+    const double mscale = 1.0 + 0.1 * log(4.0);
+    double worst = 0;
+    for (int p = 0; p < n_pos; p++)
+        for (int i0 = 0; i0 < 64; i0 += 2) {
+            double extrap = p * pow(1e6, -(double)i0 / 64.0), interp = extrap / 4.0;
+            double y = (i0 / 2 - lo) / fmax(0.001, hi - lo);
+            double mix = 1.0 - fmin(1.0, fmax(0.0, y));
+            double th = interp * (1 - mix) + extrap * mix;
+            double ec = fabs(cs[p * 64 + i0] - cos(th) * mscale), es = fabs(cs[p * 64 + i0 + 1] - sin(th) * mscale);
+            worst = fmax(worst, fmax(ec, es));
+        }
+    cr_log_info("YaRN cache: largest |cos/sin - formula| %.3g over %d positions", worst, n_pos);
+    cr_expect(worst < 1e-3, "largest difference %g", worst);
+
+    /* no scaling: cos/sin of p * theta_scale^i exactly as the float chain gives */
+    hp.rope_scaling = EC_ROPE_SCALING_NONE;
+    cr_assert_eq(ec_rope_init(&r, &hp, NULL, "test", &d), EC_OK);
+    ec_rope_cache(&r, 7, 1, cs);
+    float theta = 7.0f;
+    for (int i0 = 0; i0 < 64; i0 += 2) {
+        cr_expect_eq(cs[i0], cosf(theta));
+        cr_expect_eq(cs[i0 + 1], sinf(theta));
+        theta *= r.theta_scale;
+    }
+    hp.rope_scaling = EC_ROPE_SCALING_LLAMA3;
+    cr_expect_eq(ec_rope_init(&r, &hp, NULL, "test", &d), EC_ERR_FORMAT);
+    cr_expect(strstr(d.msg, "rope_freqs") != NULL, "%s", d.msg);
+    hp.rope_scaling = (enum ec_rope_scaling)77;
+    cr_expect_eq(ec_rope_init(&r, &hp, NULL, "test", &d), EC_ERR_UNSUPPORTED);
+    free(cs);
+}
