@@ -2,7 +2,7 @@
 # Interop check for the Llama family beyond the shared checkpoints: Qwen2
 # (q/k/v biases, NEOX RoPE, tied embeddings as in Qwen2.5-0.5B, byte-level
 # BPE with Qwen2's split regex), Mistral (head_dim != hidden / heads, tied
-# embeddings, SentencePiece), Llama with
+# embeddings, YaRN RoPE scaling, SentencePiece), Llama with
 # attention and MLP biases, linear RoPE scaling and a Llama 3 byte-level BPE
 # tokenizer, and a Llama 3.2-style model (llama3 RoPE scaling, whose
 # rope_freqs.weight edgec computes, tied embeddings, GQA 4/1).
@@ -45,7 +45,8 @@ step() { "$@" >/dev/null 2>"$work/err" || { echo "interop_arch: FAILED: ${*##*/}
 
 common=(--hidden 256 --ffn 512 --layers 2 --seed 7)
 step "$gen" "$work/qwen2" --arch qwen2 --heads 4 --kv-heads 2 --tied --dtype bf16 "${common[@]}"
-step "$gen" "$work/mistral" --arch mistral --heads 4 --kv-heads 1 --head-dim 96 --tied --dtype f16 "${common[@]}"
+step "$gen" "$work/mistral" --arch mistral --heads 4 --kv-heads 1 --head-dim 96 --tied --rope-scaling yarn \
+    --dtype f16 "${common[@]}"
 step "$gen" "$work/llamabias" --arch llama --attn-bias --mlp-bias --tokenizer llama-bpe --heads 8 \
     --kv-heads 2 --rope-scaling linear "${common[@]}"
 step "$gen" "$work/llama3" --arch llama --tokenizer llama-bpe --rope-scaling llama3 --tied --heads 4 \
