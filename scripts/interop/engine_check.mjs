@@ -16,7 +16,8 @@
 //    can differ from the one the same position gets when it is not last,
 //    e.g. 0.9575 and 0.9542), and
 //  - with --text, llama.cpp's tokenization of FILE (special tokens parsed,
-//    no BOS) equals the engine's tokens after its BOS.
+//    no BOS) equals the engine's tokens after its BOS, and llama.cpp adds a
+//    BOS exactly when edgec did.
 // Prints one line per file and exits 1 on any failure.
 import fs from "node:fs";
 import path from "node:path";
@@ -56,12 +57,17 @@ for (const f of fs.readdirSync(dir).filter((x) => x.endsWith(".gguf")).sort()) {
             const theirs = Array.from(m.tokenize(text, true)).slice(0, ours.length);
             let at = -1;
             for (let i = 0; i < ours.length && at < 0; i++) if (theirs[i] !== ours[i]) at = i;
+            const llamaBos = m.tokens.shouldPrependBosToken;
+            if (llamaBos !== !!ref.bos_added) {
+                ok = false;
+                notes.push(`BOS: llama.cpp ${llamaBos ? "adds" : "adds no"} BOS, edgec ${ref.bos_added ? "does" : "does not"}`);
+            }
             if (at >= 0) {
                 ok = false;
                 notes.push(`tokens differ at ${at}: llama.cpp ${theirs.slice(at, at + 6).join(",")} ` +
                            `edgec ${ours.slice(at, at + 6).join(",")}`);
             } else {
-                notes.push(`tokens = edgec's (${ours.length})`);
+                notes.push(`tokens = edgec's (${ours.length}${ref.bos_added ? " after BOS" : ", no BOS"})`);
             }
         }
         ctx = await m.createContext({contextSize: ref.tokens.length, batchSize: ref.tokens.length, threads: 2});

@@ -56,7 +56,7 @@ int main(int argc, char **argv)
     logits = malloc((size_t)n * nv * sizeof(float));
     if (!logits || ec_engine_eval(e, ids, n, logits, 0, &d) != EC_OK)
         goto out;
-    printf("{\"bos_added\": %s, \"tokens\": [", m.vocab.add_bos && n_ids > 0 && ids[0] == m.vocab.bos_id ? "true" : "false");
+    printf("{\"bos_added\": %s, \"tokens\": [", ec_vocab_adds_bos(&m.vocab) && n_ids > 0 && ids[0] == m.vocab.bos_id ? "true" : "false");
     for (long t = 0; t < n; t++)
         printf("%s%d", t ? ", " : "", ids[t]);
     printf("], \"top\": [");

@@ -446,7 +446,8 @@ static int write_bpe_tokenizer(const char *dir, long vocab, bool qwen2)
     buf_put(&o, "", 1);
     int rc = write_text(dir, "tokenizer.json", (const char *)o.p);
 
-    /* tokenizer_config.json: Qwen2 adds no BOS, Llama 3 adds <|begin_of_text|> */
+    /* tokenizer_config.json: Qwen2 says add_bos_token false; Llama 3's, like
+     * the real one, says nothing (llama.cpp's llama-bpe default adds BOS) */
     char cfg[1024];
     if (qwen2)
         snprintf(cfg, sizeof cfg,
@@ -456,7 +457,7 @@ static int write_bpe_tokenizer(const char *dir, long vocab, bool qwen2)
                  specials[0], specials[0]);
     else
         snprintf(cfg, sizeof cfg,
-                 "{\n  \"tokenizer_class\": \"PreTrainedTokenizerFast\",\n  \"add_bos_token\": true,\n"
+                 "{\n  \"tokenizer_class\": \"PreTrainedTokenizerFast\",\n"
                  "  \"bos_token\": \"%s\",\n  \"eos_token\": \"%s\",\n  \"model_max_length\": 131072\n}\n",
                  specials[0], specials[1]);
     if (!rc)
