@@ -168,6 +168,17 @@ static void print_kv_value(FILE *f, const struct ec_gguf_kv *kv, bool json, size
     }
 }
 
+static const char *rope_scaling_name(enum ec_rope_scaling t)
+{
+    switch (t) {
+    case EC_ROPE_SCALING_NONE: return "none";
+    case EC_ROPE_SCALING_LINEAR: return "linear";
+    case EC_ROPE_SCALING_YARN: return "yarn";
+    case EC_ROPE_SCALING_LLAMA3: return "llama3";
+    }
+    return "?";
+}
+
 static void print_hparams_text(const struct ec_hparams *hp)
 {
     printf("architecture: %s (%s)\n", hp->gguf_arch ? hp->gguf_arch : "?",
@@ -178,13 +189,8 @@ static void print_hparams_text(const struct ec_hparams *hp)
     printf("  n_ctx_train %u, rope_theta %g, norm_eps %g, tied_embeddings %s, qkv_bias %s, mlp_bias %s\n",
            hp->n_ctx_train, (double)hp->rope_theta, (double)hp->norm_eps,
            hp->tied_embeddings ? "yes" : "no", hp->attn_qkv_bias ? "yes" : "no", hp->mlp_bias ? "yes" : "no");
-    static const char *const scaling[] = {[EC_ROPE_SCALING_NONE] = "none", [EC_ROPE_SCALING_LINEAR] = "linear",
-                                          [EC_ROPE_SCALING_YARN] = "yarn", [EC_ROPE_SCALING_LLAMA3] = "llama3"};
     if (hp->rope_scaling != EC_ROPE_SCALING_NONE)
-        printf("  rope scaling %s, factor %g, original context %u\n",
-               (unsigned)hp->rope_scaling < sizeof scaling / sizeof scaling[0] && scaling[hp->rope_scaling]
-                   ? scaling[hp->rope_scaling]
-                   : "?",
+        printf("  rope scaling %s, factor %g, original context %u\n", rope_scaling_name(hp->rope_scaling),
                (double)hp->rope_factor, hp->rope_orig_ctx);
 }
 
@@ -197,10 +203,13 @@ static void print_hparams_json(const struct ec_hparams *hp)
     printf(", \"hparams\": {\"n_vocab\": %u, \"n_embd\": %u, \"n_ff\": %u, \"n_layer\": %u, "
            "\"n_head\": %u, \"n_head_kv\": %u, \"head_dim\": %u, \"n_ctx_train\": %u, "
            "\"rope_theta\": %.9g, \"norm_eps\": %.9g, \"tied_embeddings\": %s, "
-           "\"attn_qkv_bias\": %s}, ",
+           "\"attn_qkv_bias\": %s, \"attn_out_bias\": %s, \"mlp_bias\": %s, \"rope_scaling\": \"%s\", "
+           "\"rope_factor\": %.9g, \"rope_orig_ctx\": %u}, ",
            hp->n_vocab, hp->n_embd, hp->n_ff, hp->n_layer, hp->n_head, hp->n_head_kv,
            hp->head_dim, hp->n_ctx_train, (double)hp->rope_theta, (double)hp->norm_eps,
-           hp->tied_embeddings ? "true" : "false", hp->attn_qkv_bias ? "true" : "false");
+           hp->tied_embeddings ? "true" : "false", hp->attn_qkv_bias ? "true" : "false",
+           hp->attn_out_bias ? "true" : "false", hp->mlp_bias ? "true" : "false", rope_scaling_name(hp->rope_scaling),
+           (double)hp->rope_factor, hp->rope_orig_ctx);
 }
 
 static void report(const struct inspect *in)

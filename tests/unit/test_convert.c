@@ -565,6 +565,12 @@ Test(convert, llama3_rope_scaling_writes_rope_freqs)
     }
     cr_expect(n_one > 0 && n_factor > 0 && n_blend > 0, "all three bands: %d %d %d", n_one, n_factor, n_blend);
     ec_model_close(&m);
+    /* inspect names the scaling of the folder */
+    snprintf(cmd, sizeof cmd,
+             "'%s' inspect '%s' --json | grep -q '\"rope_scaling\": \"llama3\", \"rope_factor\": 8, "
+             "\"rope_orig_ctx\": 64'",
+             bin, dir);
+    cr_expect_eq(system(cmd), 0, "%s", cmd);
 
     /* a pruned HF folder: no rope_freqs in model.safetensors, computed again on open */
     char pruned[4096];
