@@ -792,30 +792,49 @@ Test(engine, calibration_hook_sees_every_linear_input)
 
 /* ---- (d) perplexity as llama-perplexity (F32 model, --ctx 128) ---- */
 
-/* Runs the first n_chunks chunks (all when EDGEC_TEST_FULL is set) and
- * compares the running value after the last one with the value
- * llama-perplexity printed there (4 decimals), within 0.1 %. */
-static void check_ppl(const char *model, int64_t n_chunks)
+/* The golden llama-perplexity record of a model for one type ("F32",
+ * "Q2_K": ppl, ppl_pm, running_ppl_per_chunk, gguf_sha256) and its running
+ * values. Returns the parsed file (cJSON_Delete it), or NULL when the shared
+ * material is absent (the test is skipped). */
+static cJSON *golden_ppl(const char *model, const char *type, const cJSON **rec, const cJSON **running,
+                         int64_t *n_running)
 {
     char rel[256];
     snprintf(rel, sizeof rel, "golden/perplexity/%s.json", model);
     char *jp = ec_test_shared(rel);
     if (!jp)
-        return;
-    snprintf(rel, sizeof rel, "golden/perplexity/%s.heldout_tokens.i32", model);
-    char *tp = ec_test_shared(rel);
+        return NULL;
     char *txt = NULL;
     size_t len = 0;
     struct ec_diag d;
     ec_diag_clear(&d);
     cr_assert_eq(ec_read_file(jp, 64 << 20, &txt, &len, &d), EC_OK, "%s", d.msg);
     cJSON *j = cJSON_ParseWithLength(txt, len);
-    cr_assert_not_null(j);
-    const cJSON *f32 = cJSON_GetObjectItemCaseSensitive(
-        cJSON_GetObjectItemCaseSensitive(j, "ppl"), "F32");
-    const cJSON *running = cJSON_GetObjectItemCaseSensitive(f32, "running_ppl_per_chunk");
-    const int64_t golden_chunks = cJSON_GetArraySize(running);
-    cr_assert_gt(golden_chunks, 0);
+    cr_assert_not_null(j, "%s: malformed JSON", jp);
+    *rec = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "ppl"), type);
+    *running = cJSON_GetObjectItemCaseSensitive(*rec, "running_ppl_per_chunk");
+    *n_running = cJSON_GetArraySize(*running);
+    cr_assert_gt(*n_running, 0, "%s: no running values for %s", jp, type);
+    free(txt);
+    free(jp);
+    return j;
+}
+
+/* Runs the first n_chunks chunks (all when EDGEC_TEST_FULL is set) and
+ * compares the running value after the last one with the value
+ * llama-perplexity printed there (4 decimals), within 0.1 %. */
+static void check_ppl(const char *model, int64_t n_chunks)
+{
+    const cJSON *f32, *running;
+    int64_t golden_chunks;
+    cJSON *j = golden_ppl(model, "F32", &f32, &running, &golden_chunks);
+    if (!j)
+        return;
+    char rel[256];
+    snprintf(rel, sizeof rel, "golden/perplexity/%s.heldout_tokens.i32", model);
+    char *tp = ec_test_shared(rel);
+    struct ec_diag d;
+    ec_diag_clear(&d);
     if (getenv("EDGEC_TEST_FULL") || n_chunks > golden_chunks)
         n_chunks = golden_chunks;
 
@@ -849,9 +868,7 @@ static void check_ppl(const char *model, int64_t n_chunks)
     ec_model_close(&m);
     ec_mapped_file_close(&mf);
     cJSON_Delete(j);
-    free(txt);
     free(tp);
-    free(jp);
 }
 
 Test(engine, perplexity_matches_llama_perplexity_stories260K)
@@ -892,23 +909,15 @@ Test(engine, q2_k_perplexity_matches_llama_perplexity_digit_for_digit,
      .timeout = EC_TIMEOUT(100))
 {
     const char *model = "stories-student-256";
-    char *jp = ec_test_shared("golden/perplexity/stories-student-256.json");
-    if (!jp)
+    const cJSON *g, *running;
+    int64_t golden_chunks;
+    cJSON *j = golden_ppl(model, "Q2_K", &g, &running, &golden_chunks);
+    if (!j)
         return;
     char *tp = ec_test_shared("golden/perplexity/stories-student-256.heldout_tokens.i32");
     char *src = ec_test_shared("models/stories-student-256");
-    char *txt = NULL;
-    size_t len = 0;
     struct ec_diag d;
     ec_diag_clear(&d);
-    cr_assert_eq(ec_read_file(jp, 64 << 20, &txt, &len, &d), EC_OK, "%s", d.msg);
-    cJSON *j = cJSON_ParseWithLength(txt, len);
-    cr_assert_not_null(j);
-    const cJSON *g = cJSON_GetObjectItemCaseSensitive(
-        cJSON_GetObjectItemCaseSensitive(j, "ppl"), "Q2_K");
-    const cJSON *running = cJSON_GetObjectItemCaseSensitive(g, "running_ppl_per_chunk");
-    const int64_t golden_chunks = cJSON_GetArraySize(running);
-    cr_assert_gt(golden_chunks, 0);
     cr_assert_leq(golden_chunks, 512);
 #if EC_TIMEOUT_SCALE > 1
     int64_t n_chunks = 4;
@@ -983,10 +992,8 @@ Test(engine, q2_k_perplexity_matches_llama_perplexity_digit_for_digit,
     rmdir(dir);
     free(dir);
     cJSON_Delete(j);
-    free(txt);
     free(src);
     free(tp);
-    free(jp);
 }
 
 /* ---- activation rounding to the vec_dot type ---- */
