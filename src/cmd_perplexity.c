@@ -98,7 +98,7 @@ int ec_cmd_perplexity(int argc, char **argv)
         .n_ctx = ctx,
         .n_batch = batch,
         .max_chunks = chunks,
-        .bos_id = m.vocab.bos_id >= 0 && ec_vocab_adds_bos(&m.vocab) ? m.vocab.bos_id : -1,
+        .bos_id = ec_vocab_chunk_bos(&m.vocab),
         .on_chunk = on_chunk,
         .user = &prog,
     };

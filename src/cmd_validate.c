@@ -222,7 +222,7 @@ int ec_cmd_validate(int argc, char **argv)
         .n_ctx = ctx,
         .n_batch = batch,
         .max_chunks = chunks,
-        .bos_id = mr.vocab.bos_id >= 0 && ec_vocab_adds_bos(&mr.vocab) ? mr.vocab.bos_id : -1,
+        .bos_id = ec_vocab_chunk_bos(&mr.vocab),
         .on_chunk = on_chunk,
         .user = &prog,
     };

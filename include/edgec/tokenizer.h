@@ -38,6 +38,10 @@ struct ec_tokenizer;
  * else llama.cpp's default for its type and pre-tokenizer. llama-perplexity
  * and llama-imatrix put BOS at a chunk's start only when this holds. */
 bool ec_vocab_adds_bos(const struct ec_vocab *v);
+/* The id that replaces a chunk's (or window's) first token, as
+ * llama-perplexity does: the BOS id when the vocabulary adds a BOS, else -1
+ * (keep the text's token). */
+int32_t ec_vocab_chunk_bos(const struct ec_vocab *v);
 
 enum ec_status ec_tokenizer_new(struct ec_tokenizer **out, const struct ec_vocab *v, struct ec_diag *d);
 void ec_tokenizer_free(struct ec_tokenizer *t);

@@ -364,8 +364,9 @@ static enum ec_status write_shard(struct ctx *c, uint32_t si, const char *path,
         const uint64_t seq = ex.first_seq + s;
         int32_t *win = c->in_ids + (uint64_t)s * L;
         memcpy(win, c->tokens + seq * L, (size_t)L * sizeof *win);
-        if (c->m.vocab.bos_id >= 0 && ec_vocab_adds_bos(&c->m.vocab))
-            win[0] = c->m.vocab.bos_id;
+        const int32_t bos = ec_vocab_chunk_bos(&c->m.vocab);
+        if (bos >= 0)
+            win[0] = bos;
         ec_engine_reset(c->e);
         if ((st = ec_engine_eval(c->e, win, L, c->logits, 0, d)) != EC_OK) {
             ec_diag_prefix(d, "distill-export: sequence %" PRIu64, seq);

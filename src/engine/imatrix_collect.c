@@ -93,7 +93,7 @@ enum ec_status ec_imatrix_compute(const struct ec_model *m, const int32_t *token
         .n_ctx = o->n_ctx,
         .n_batch = o->n_batch,
         .max_chunks = o->max_chunks,
-        .bos_id = m->vocab.bos_id >= 0 && ec_vocab_adds_bos(&m->vocab) ? m->vocab.bos_id : -1,
+        .bos_id = ec_vocab_chunk_bos(&m->vocab),
         .on_chunk = o->on_chunk,
         .user = o->user,
     };

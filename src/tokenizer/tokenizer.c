@@ -254,6 +254,11 @@ bool ec_vocab_adds_bos(const struct ec_vocab *v)
            (v->type == EC_VOCAB_BPE && v->pre && strcmp(v->pre, "llama-bpe") == 0 && v->bos_id >= 0);
 }
 
+int32_t ec_vocab_chunk_bos(const struct ec_vocab *v)
+{
+    return v->bos_id >= 0 && ec_vocab_adds_bos(v) ? v->bos_id : -1;
+}
+
 /* ---- the bigram merge loop shared by SPM and BPE ---- */
 
 struct sym {

@@ -172,8 +172,9 @@ static void check_against_engine(const struct paths *p, const char *dir, double 
         for (uint32_t q = 0; q < man.shards[s].n_seqs; q++) {
             uint64_t seq = man.shards[s].first_seq + q;
             memcpy(win, ids + seq * L, L * sizeof *win);
-            if (ec_vocab_adds_bos(&m.vocab)) /* as llama-perplexity's chunks */
-                win[0] = m.vocab.bos_id;
+            const int32_t bos = ec_vocab_chunk_bos(&m.vocab); /* as llama-perplexity's chunks */
+            if (bos >= 0)
+                win[0] = bos;
             ec_engine_reset(e);
             cr_assert_eq(ec_engine_eval(e, win, L, logits, 0, &d), EC_OK, "%s", d.msg);
             for (uint32_t i = 0; i < L; i++) {
