@@ -20,6 +20,22 @@
 #include "edgec/model.h"
 #include "edgec/tokenizer.h"
 
+/* argmax of row[0..nv) (lowest id on ties); *second: the largest other value */
+static uint32_t row_top(const float *row, uint32_t nv, float *second)
+{
+    uint32_t best = 0;
+    for (uint32_t j = 1; j < nv; j++)
+        if (row[j] > row[best])
+            best = j;
+    if (second) {
+        *second = -INFINITY;
+        for (uint32_t j = 0; j < nv; j++)
+            if (j != best && row[j] > *second)
+                *second = row[j];
+    }
+    return best;
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 4) {
@@ -56,38 +72,23 @@ int main(int argc, char **argv)
     logits = malloc((size_t)n * nv * sizeof(float));
     if (!logits || ec_engine_eval(e, ids, n, logits, 0, &d) != EC_OK)
         goto out;
-    printf("{\"bos_added\": %s, \"tokens\": [", ec_vocab_adds_bos(&m.vocab) && n_ids > 0 && ids[0] == m.vocab.bos_id ? "true" : "false");
+    const bool bos_added = ec_vocab_adds_bos(&m.vocab) && n_ids > 0 && ids[0] == m.vocab.bos_id;
+    printf("{\"bos_added\": %s, \"tokens\": [", bos_added ? "true" : "false");
     for (long t = 0; t < n; t++)
         printf("%s%d", t ? ", " : "", ids[t]);
     printf("], \"top\": [");
-    for (long t = 0; t < n; t++) {
-        const float *row = logits + (size_t)t * nv;
-        uint32_t best = 0;
-        for (uint32_t j = 1; j < nv; j++)
-            if (row[j] > row[best])
-                best = j;
-        printf("%s%u", t ? ", " : "", best);
-    }
+    for (long t = 0; t < n; t++)
+        printf("%s%u", t ? ", " : "", row_top(logits + (size_t)t * nv, nv, NULL));
     printf("], \"top_logit\": [");
     for (long t = 0; t < n; t++) {
         const float *row = logits + (size_t)t * nv;
-        float best = row[0];
-        for (uint32_t j = 1; j < nv; j++)
-            if (row[j] > best)
-                best = row[j];
-        printf("%s%.7g", t ? ", " : "", (double)best);
+        printf("%s%.7g", t ? ", " : "", (double)row[row_top(row, nv, NULL)]);
     }
     printf("], \"margin\": [");
     for (long t = 0; t < n; t++) {
         const float *row = logits + (size_t)t * nv;
-        uint32_t best = 0;
-        for (uint32_t j = 1; j < nv; j++)
-            if (row[j] > row[best])
-                best = j;
-        float second = -INFINITY;
-        for (uint32_t j = 0; j < nv; j++)
-            if (j != best && row[j] > second)
-                second = row[j];
+        float second;
+        uint32_t best = row_top(row, nv, &second);
         printf("%s%.6f", t ? ", " : "", (double)(row[best] - second));
     }
     printf("]}\n");
